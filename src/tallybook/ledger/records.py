@@ -1,0 +1,153 @@
+"""The normalised records every source produces and the ledger stores.
+
+A connector turns a provider's bucket into `UsageRecord`s and `CostRecord`s; the
+ledger writes them, keyed on their natural key, and knows nothing of providers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+# Token measures, in the order reports print them. `input_tokens` is *uncached* input.
+TOKEN_MEASURES = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "audio_input_tokens",
+    "audio_output_tokens",
+    "requests",
+)
+
+# Dimensions that make up a usage record's natural key, beside source/org/connection/stream/bucket.
+USAGE_DIMENSIONS = (
+    "provider",
+    "model",
+    "project",
+    "api_key",
+    "user",
+    "service_tier",
+    "batch",
+    "context_window",
+    "inference_geo",
+    "detail",
+    "unit",
+)
+
+COST_DIMENSIONS = (
+    "provider",
+    "model",
+    "project",
+    "api_key",
+    "line_item",
+    "token_type",
+    "cost_type",
+    "service_tier",
+    "context_window",
+    "inference_geo",
+    "currency",
+)
+
+# Non-token units whose quantity is a level, not a flow: reports take the maximum, never the sum.
+GAUGE_UNITS = frozenset({"storage_bytes"})
+
+BUCKET_WIDTHS = ("1m", "1h", "1d")
+
+# Where a figure came from (DESIGN.md): vendor report, gateway metering, or our own estimate.
+ORIGINS = ("reported", "metered", "estimated")
+
+
+def natural_key(values: tuple[object, ...]) -> str:
+    """A short stable digest of a record's dimensions, for the unique index.
+
+    NULL never equals NULL in a SQL unique index, so the dimensions (many of them
+    null) are folded into one non-null key column instead.
+    """
+    text = "\x1f".join("\x00" if v is None else str(v) for v in values)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """A quantity of usage in one time bucket, with every dimension the source reported."""
+
+    source: str  # openai_admin, anthropic_admin, gateway, cursor, csv:<name>
+    stream: str  # the source's own feed, e.g. "completions", "messages"
+    bucket_start: datetime  # UTC, naive
+    bucket_width: str  # 1m | 1h | 1d
+    provider: str
+    model: str | None = None
+    project: str | None = None  # OpenAI project / Anthropic workspace
+    api_key: str | None = None
+    user: str | None = None
+    service_tier: str | None = None
+    batch: bool | None = None
+    context_window: str | None = None
+    inference_geo: str | None = None
+    detail: str | None = None  # any further dimension the source has (image size/source, ...)
+    unit: str | None = None  # non-token unit: images, characters, seconds, storage_bytes, sessions, ...
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    requests: int = 0
+    quantity: int = 0
+    origin: str = "reported"
+
+    def key(self) -> str:
+        return natural_key(tuple(getattr(self, d) for d in USAGE_DIMENSIONS))
+
+    def as_row(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(slots=True)
+class CostRecord:
+    """Money a vendor reports for one bucket and line item."""
+
+    source: str
+    stream: str
+    bucket_start: datetime
+    bucket_width: str
+    provider: str
+    amount: Decimal
+    currency: str  # ISO 4217, upper case
+    model: str | None = None
+    project: str | None = None
+    api_key: str | None = None
+    line_item: str | None = None
+    token_type: str | None = None
+    cost_type: str | None = None
+    service_tier: str | None = None
+    context_window: str | None = None
+    inference_geo: str | None = None
+    quantity: Decimal | None = None
+    quantity_unit: str | None = None
+    origin: str = "reported"
+
+    def key(self) -> str:
+        return natural_key(tuple(getattr(self, d) for d in COST_DIMENSIONS))
+
+
+@dataclass(slots=True)
+class ProviderObject:
+    """A provider's name for one of its ids (project, workspace, API key, user)."""
+
+    provider: str
+    kind: str  # project | workspace | api_key | user
+    object_id: str
+    name: str | None = None
+    email: str | None = None
+    parent_id: str | None = None  # the project or workspace an API key belongs to
+    status: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
