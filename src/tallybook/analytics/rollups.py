@@ -1,0 +1,166 @@
+"""Usage and cost totals for a window, grouped by any dimension or period.
+
+Grouping happens in SQL (one GROUP BY per report), so a report over millions of
+rows returns only its groups. Daily buckets answer every question except
+`hour`, which reads the hourly buckets; the two are never added together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, ColumnElement, func, literal_column, select
+
+from tallybook.ledger import schema as t
+from tallybook.money import from_nanos
+
+PERIODS = ("hour", "day", "week", "month")
+USAGE_GROUPS = (
+    "provider", "model", "project", "api_key", "user", "service_tier", "batch", "context_window",
+    "inference_geo", "source", "stream", "unit", *PERIODS,
+)
+COST_GROUPS = (
+    "provider", "model", "project", "api_key", "line_item", "token_type", "cost_type", "service_tier",
+    "source", "stream", *PERIODS,
+)
+TOKEN_COLUMNS = (
+    "input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "output_tokens",
+    "reasoning_tokens", "audio_input_tokens", "audio_output_tokens", "requests",
+)
+# Names of provider objects shown beside their ids.
+NAMED_GROUPS = {"project": ("project", "workspace"), "api_key": ("api_key",), "user": ("user",)}
+
+
+class ReportError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ReportQuery:
+    org_id: int
+    start: datetime  # inclusive, UTC
+    end: datetime  # exclusive, UTC
+    group_by: Sequence[str] = ()
+    filters: dict[str, Sequence[str]] = field(default_factory=dict)
+
+
+def _period(conn: Connection, period: str, column: Any) -> ColumnElement[Any]:
+    if conn.dialect.name == "postgresql":
+        formats = {"hour": 'YYYY-MM-DD"T"HH24:00', "day": "YYYY-MM-DD", "month": "YYYY-MM"}
+        if period == "week":
+            return func.to_char(func.date_trunc("week", column), "YYYY-MM-DD")
+        return func.to_char(column, formats[period])
+    if period == "week":  # the Monday that starts the ISO week
+        return func.date(column, literal_column("'-' || ((CAST(strftime('%w', bucket_start) AS INTEGER) + 6) % 7) || ' days'"))
+    formats = {"hour": "%Y-%m-%dT%H:00", "day": "%Y-%m-%d", "month": "%Y-%m"}
+    return func.strftime(formats[period], column)
+
+
+def _grouped(conn: Connection, table: Any, query: ReportQuery, allowed: Sequence[str], extra: Sequence[str]):
+    unknown = [g for g in query.group_by if g not in allowed]
+    if unknown:
+        raise ReportError(f"Cannot group by {', '.join(unknown)}; choose from {', '.join(allowed)}.")
+    periods = [g for g in query.group_by if g in PERIODS]
+    if len(periods) > 1:
+        raise ReportError(f"Group by one period at a time, not {', '.join(periods)}.")
+    width = "1h" if "hour" in query.group_by else "1d"
+    c = table.c
+    keys: list[tuple[str, Any]] = []
+    for name in [*query.group_by, *[e for e in extra if e not in query.group_by]]:
+        expr = _period(conn, name, c.bucket_start) if name in PERIODS else c[name]
+        keys.append((name, expr.label(name)))
+    where = [c.org_id == query.org_id, c.bucket_width == width, c.bucket_start >= query.start,
+             c.bucket_start < query.end]
+    for name, values in query.filters.items():
+        if values:
+            if name not in c:
+                raise ReportError(f"Cannot filter by {name}.")
+            where.append(c[name].in_(list(values)))
+    return keys, where
+
+
+def _names(conn: Connection, org_id: int) -> dict[str, dict[str, str]]:
+    o = t.provider_objects.c
+    found: dict[str, dict[str, str]] = {}
+    for kind, object_id, name, email in conn.execute(
+        select(o.kind, o.object_id, o.name, o.email).where(o.org_id == org_id)
+    ):
+        found.setdefault(kind, {})[object_id] = name or email or object_id
+    return found
+
+
+def _add_names(conn: Connection, query: ReportQuery, rows: list[dict[str, Any]]) -> None:
+    wanted = [g for g in NAMED_GROUPS if g in query.group_by]
+    if not wanted:
+        return
+    names = _names(conn, query.org_id)
+    for row in rows:
+        for group in wanted:
+            value = row.get(group)
+            kinds = NAMED_GROUPS[group]
+            row[f"{group}_name"] = next(
+                (names[k][value] for k in kinds if value is not None and value in names.get(k, {})), None)
+
+
+def usage_report(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:
+    """One dict per group: the group keys, then every token measure, `cache_write_tokens`,
+    and `quantities` ({unit: total}) for non-token units (images, seconds, sessions, ...)."""
+    table = t.usage_records
+    keys, where = _grouped(conn, table, query, USAGE_GROUPS, extra=("unit",))
+    c = table.c
+    measures = [func.sum(c[m]).label(m) for m in TOKEN_COLUMNS] + [func.sum(c.quantity).label("quantity")]
+    stmt = select(*[k[1] for k in keys], *measures).where(*where).group_by(*[k[1] for k in keys])
+    grouped: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in conn.execute(stmt).mappings():
+        ident = tuple(row[g] for g in query.group_by)
+        out = grouped.get(ident)
+        if out is None:
+            out = {g: _plain(row[g]) for g in query.group_by}
+            out.update({m: 0 for m in TOKEN_COLUMNS})
+            out["quantities"] = {}
+            grouped[ident] = out
+        for m in TOKEN_COLUMNS:
+            out[m] += int(row[m] or 0)
+        if row["unit"]:
+            out["quantities"][row["unit"]] = out["quantities"].get(row["unit"], 0) + int(row["quantity"] or 0)
+    rows = list(grouped.values())
+    for out in rows:
+        out["cache_write_tokens"] = out["cache_write_5m_tokens"] + out["cache_write_1h_tokens"]
+        out["total_tokens"] = (out["input_tokens"] + out["cache_read_tokens"] + out["cache_write_tokens"]
+                               + out["output_tokens"])
+    rows.sort(key=lambda r: tuple("" if r[g] is None else str(r[g]) for g in query.group_by))
+    _add_names(conn, query, rows)
+    return rows
+
+
+def cost_report(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:
+    """One dict per group and currency: the group keys, `amount` (Decimal) and `currency`."""
+    table = t.cost_records
+    keys, where = _grouped(conn, table, query, COST_GROUPS, extra=("currency",))
+    stmt = (select(*[k[1] for k in keys], func.sum(table.c.amount_nanos).label("nanos"))
+            .where(*where).group_by(*[k[1] for k in keys]))
+    rows = []
+    for row in conn.execute(stmt).mappings():
+        out = {g: _plain(row[g]) for g in query.group_by}
+        out["amount"] = from_nanos(int(row["nanos"] or 0))
+        out["currency"] = row["currency"]
+        out["origin"] = "reported"
+        rows.append(out)
+    rows.sort(key=lambda r: tuple("" if r[g] is None else str(r[g]) for g in [*query.group_by, "currency"]))
+    _add_names(conn, query, rows)
+    return rows
+
+
+def total_amount(rows: list[dict[str, Any]]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for row in rows:
+        totals[row["currency"]] = totals.get(row["currency"], Decimal(0)) + row["amount"]
+    return totals
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value

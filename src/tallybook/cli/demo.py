@@ -1,0 +1,90 @@
+"""`tallybook demo` and `tallybook fakes serve`: the product end to end against the faithful fakes."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import typer
+
+from tallybook.analytics.rollups import ReportQuery, cost_report, usage_report
+from tallybook.cli.common import Context, OrgOption, err, handle_errors, out, utcnow
+from tallybook.cli.connect import save_key
+from tallybook.cli.sync import run_sync
+from tallybook.connectors.sync import midnight
+from tallybook.errors import ConfigError
+from tallybook.fakes.launcher import DEMO_KEYS, start_fakes
+from tallybook.money import fmt_amount
+
+fakes_app = typer.Typer(help="Run the fake provider admin APIs (for trying tallybook offline).",
+                        no_args_is_help=True)
+
+DEFAULT_PORTS = {"openai": 8901, "anthropic": 8902}
+
+
+def _start(ports: dict[str, int]):  # type: ignore[no-untyped-def]
+    try:
+        return start_fakes(ports=ports)
+    except OSError as exc:
+        raise ConfigError(f"Cannot start the fake providers on ports {ports} ({exc.strerror}); "
+                          "choose others with --openai-port / --anthropic-port.") from None
+
+
+@handle_errors
+def demo(
+    days: int = typer.Option(90, "--days", min=1, max=120, help="Days of history to sync."),
+    openai_port: int = typer.Option(DEFAULT_PORTS["openai"], "--openai-port"),
+    anthropic_port: int = typer.Option(DEFAULT_PORTS["anthropic"], "--anthropic-port"),
+    org: str = OrgOption,
+) -> None:
+    """Start the fake OpenAI and Anthropic admin APIs, connect to them, sync, and print a summary.
+
+    The data flows through the real connectors, sync engine and ledger. The connections are
+    named openai-demo and anthropic-demo; `tallybook fakes serve` brings the fakes back later.
+
+    Example: tallybook demo --days 90
+    """
+    ctx = Context(org)
+    started = time.monotonic()
+    with _start({"openai": openai_port, "anthropic": anthropic_port}) as cloud:
+        for provider in ("openai", "anthropic"):
+            save_key(ctx, provider, DEMO_KEYS[provider], base_url=cloud.base_url(provider), name=f"{provider}-demo")
+        since = midnight(utcnow()) - timedelta(days=days - 1)
+        for provider in ("openai", "anthropic"):
+            run_sync(ctx, connection=f"{provider}-demo", since=since)
+    elapsed = time.monotonic() - started
+    with ctx.engine.connect() as conn:
+        query = ReportQuery(org_id=ctx.org_id, start=since, end=midnight(utcnow()) + timedelta(days=1),
+                            group_by=["provider"])
+        costs = {r["provider"]: r for r in cost_report(conn, query)}
+        usage = {r["provider"]: r for r in usage_report(conn, query)}
+    out.print(f"\n[bold]tallybook demo[/]: {days} days synced in {elapsed:.1f} s into {ctx.settings.database_url}\n")
+    for provider, row in sorted(usage.items()):
+        cost = costs.get(provider)
+        money = f"{fmt_amount(cost['amount'], 2)} {cost['currency']}" if cost else "no costs"
+        out.print(f"  {provider:<10} {money:>16} (vendor-reported)   input {row['input_tokens']:,}  "
+                  f"cached {row['cache_read_tokens']:,}  output {row['output_tokens']:,} tokens")
+    out.print("\nTry: tallybook report costs --group-by provider,model\n"
+              "     tallybook report usage --group-by day --provider openai --format csv\n"
+              "     tallybook fakes serve   (keeps the fake APIs up so `tallybook sync` works)")
+
+
+@fakes_app.command("serve")
+@handle_errors
+def serve(
+    openai_port: int = typer.Option(DEFAULT_PORTS["openai"], "--openai-port"),
+    anthropic_port: int = typer.Option(DEFAULT_PORTS["anthropic"], "--anthropic-port"),
+) -> None:
+    """Serve the fake OpenAI and Anthropic admin APIs until interrupted.
+
+    Example: tallybook fakes serve --openai-port 8901 --anthropic-port 8902
+    """
+    with _start({"openai": openai_port, "anthropic": anthropic_port}) as cloud:
+        for provider in ("openai", "anthropic"):
+            err.print(f"{provider}: {cloud.base_url(provider)}  key {DEMO_KEYS[provider][:14]}...")
+        err.print("Ctrl-C to stop.")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

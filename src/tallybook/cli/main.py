@@ -1,0 +1,65 @@
+"""The `tallybook` command: one typer app, one module per command group."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from tallybook import __version__
+from tallybook.cli import connect, demo, report, sync
+from tallybook.cli.common import err, handle_errors, out
+from tallybook.config import get_settings, settings_table
+from tallybook.ledger.db import open_ledger
+
+app = typer.Typer(
+    name="tallybook",
+    help="The ledger of your organisation's AI spend: what it costs, who spent it, and how to spend less.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("connect")(connect.connect)
+app.add_typer(connect.connections_app, name="connections")
+app.command("sync")(sync.sync)
+app.add_typer(report.report_app, name="report")
+app.command("demo")(demo.demo)
+app.add_typer(demo.fakes_app, name="fakes")
+db_app = typer.Typer(help="The ledger database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+@handle_errors
+def db_upgrade() -> None:
+    """Create or migrate the ledger to the newest schema (every command also does this itself).
+
+    Example: TALLYBOOK_DATABASE_URL=postgresql+psycopg://tally@db/tally tallybook db upgrade
+    """
+    settings = get_settings()
+    open_ledger(settings.database_url)
+    err.print(f"Ledger at {settings.database_url} is up to date.")
+
+
+@app.command("config")
+def show_config() -> None:
+    """Show every setting, its environment variable and current value (secrets hidden).
+
+    Example: tallybook config
+    """
+    current = get_settings().model_dump()
+    for row in settings_table():
+        name = row.env.removeprefix("TALLYBOOK_").lower()
+        value = "(set)" if name == "master_key" and current.get(name) else current.get(name)
+        out.print(f"[bold]{row.env}[/] = {value}\n    {row.help}")
+
+
+@app.command("version")
+def version() -> None:
+    """Print the version. Example: tallybook version"""
+    out.print(__version__)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()

@@ -1,0 +1,92 @@
+"""Settings, declared once: each with its environment name, default and help.
+
+`SETTINGS` is the table the README's configuration section is written from; a
+test fails when a setting here is missing from the README.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tallybook.errors import ConfigError
+
+
+def _default_key_file() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return str(Path(base) / "tallybook" / "master.key")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TALLYBOOK_", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        "sqlite:///tallybook.db",
+        description="SQLAlchemy URL of the ledger: sqlite:///path.db or postgresql+psycopg://user@host/db.",
+    )
+    master_key: str | None = Field(
+        None,
+        description="Base64 of 32 random bytes that encrypts provider admin keys. "
+        "When unset, a key file is created on first use (see TALLYBOOK_MASTER_KEY_FILE).",
+        repr=False,
+    )
+    master_key_file: str = Field(
+        default_factory=_default_key_file,
+        description="Where the generated master key lives (mode 0600) when TALLYBOOK_MASTER_KEY is unset.",
+    )
+    org: str = Field("default", description="The organisation a command acts on when --org is not given.")
+    sync_default_days: int = Field(30, ge=1, description="Days fetched by a first `tallybook sync`.")
+    sync_hourly_days: int = Field(
+        2, ge=0, description="Recent days also fetched in hourly buckets (0 turns hourly sync off)."
+    )
+    http_timeout: float = Field(30.0, gt=0, description="Seconds before a provider request times out.")
+    http_retries: int = Field(6, ge=1, description="Tries per provider request (429, 5xx, timeouts).")
+    strict_schema: bool = Field(
+        True,
+        description="Stop a sync when a provider sends an unknown non-null field (it could merge distinct rows).",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("TALLYBOOK_DATABASE_URL must start with sqlite:// or postgresql://")
+        return value
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    env: str
+    default: str
+    help: str
+
+
+def settings_table() -> list[SettingDoc]:
+    """Every setting with its environment variable, default and help, for docs and `tallybook config`."""
+    rows = []
+    for name, info in Settings.model_fields.items():
+        default = info.default_factory() if info.default_factory else info.default  # type: ignore[call-arg]
+        rows.append(SettingDoc(f"TALLYBOOK_{name.upper()}", "" if default is None else str(default),
+                               info.description or ""))
+    return rows
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TALLYBOOK_{str(e['loc'][0]).upper() if e['loc'] else ''}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"Invalid setting: {problems}. Fix the environment variable and try again.") from None
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

@@ -1,0 +1,188 @@
+"""The ledger's tables (SQLAlchemy Core). Alembic migrations in `migrations/` create exactly these;
+a test compares the two so they cannot drift.
+
+Money is stored as integer nano-units of the currency's main unit (`amount_nanos`,
+1e-9 dollars), so sums in SQL are exact on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+organisations = Table(
+    "organisations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("currency", String(3), nullable=False, server_default="USD"),
+    Column("created_at", DateTime, nullable=False),
+)
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("provider", String(40), nullable=False),
+    Column("base_url", String(500), nullable=False),
+    Column("secret_sealed", Text, nullable=False),  # vault ciphertext, never the key
+    Column("key_fingerprint", String(40), nullable=False),
+    Column("status", String(20), nullable=False, server_default="active"),
+    Column("created_at", DateTime, nullable=False),
+    Column("rotated_at", DateTime),
+    Column("last_sync_at", DateTime),
+    Column("last_error", Text),
+    UniqueConstraint("org_id", "name"),
+)
+
+_usage_dimensions = [
+    Column("provider", String(40), nullable=False),
+    Column("model", String(200)),
+    Column("project", String(200)),
+    Column("api_key", String(200)),
+    Column("user", String(200)),
+    Column("service_tier", String(40)),
+    Column("batch", Boolean),
+    Column("context_window", String(20)),
+    Column("inference_geo", String(40)),
+    Column("detail", String(200)),
+    Column("unit", String(40)),
+]
+
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("id", RowId, primary_key=True),
+    Column("org_id", Integer, nullable=False),
+    Column("connection_id", Integer, nullable=False, server_default="0"),  # 0: no connection (gateway, csv)
+    Column("source", String(60), nullable=False),
+    Column("stream", String(60), nullable=False),
+    Column("bucket_start", DateTime, nullable=False),
+    Column("bucket_width", String(4), nullable=False),
+    Column("record_key", String(32), nullable=False),
+    *_usage_dimensions,
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_5m_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_1h_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("reasoning_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("audio_input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("audio_output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("requests", BigInteger, nullable=False, server_default="0"),
+    Column("quantity", BigInteger, nullable=False, server_default="0"),
+    Column("origin", String(12), nullable=False, server_default="reported"),
+    UniqueConstraint(
+        "org_id", "connection_id", "source", "stream", "bucket_width", "bucket_start", "record_key",
+        name="uq_usage_records_natural_key",
+    ),
+    Index(None, "org_id", "bucket_width", "bucket_start"),
+)
+
+cost_records = Table(
+    "cost_records",
+    metadata,
+    Column("id", RowId, primary_key=True),
+    Column("org_id", Integer, nullable=False),
+    Column("connection_id", Integer, nullable=False, server_default="0"),
+    Column("source", String(60), nullable=False),
+    Column("stream", String(60), nullable=False),
+    Column("bucket_start", DateTime, nullable=False),
+    Column("bucket_width", String(4), nullable=False),
+    Column("record_key", String(32), nullable=False),
+    Column("provider", String(40), nullable=False),
+    Column("model", String(200)),
+    Column("project", String(200)),
+    Column("api_key", String(200)),
+    Column("line_item", String(300)),
+    Column("token_type", String(80)),
+    Column("cost_type", String(40)),
+    Column("service_tier", String(40)),
+    Column("context_window", String(20)),
+    Column("inference_geo", String(40)),
+    Column("currency", String(3), nullable=False),
+    Column("amount_nanos", BigInteger, nullable=False),
+    Column("quantity", String(40)),  # decimal text: informational, never summed in SQL
+    Column("quantity_unit", String(40)),
+    Column("origin", String(12), nullable=False, server_default="reported"),
+    UniqueConstraint(
+        "org_id", "connection_id", "source", "stream", "bucket_width", "bucket_start", "record_key",
+        name="uq_cost_records_natural_key",
+    ),
+    Index(None, "org_id", "bucket_width", "bucket_start"),
+)
+
+provider_objects = Table(
+    "provider_objects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, nullable=False),
+    Column("connection_id", Integer, nullable=False, server_default="0"),
+    Column("provider", String(40), nullable=False),
+    Column("kind", String(20), nullable=False),  # project | workspace | api_key | user
+    Column("object_id", String(200), nullable=False),
+    Column("name", String(300)),
+    Column("email", String(300)),
+    Column("parent_id", String(200)),
+    Column("status", String(40)),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("org_id", "provider", "kind", "object_id"),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, nullable=False),
+    Column("connection_id", Integer, nullable=False),
+    Column("provider", String(40), nullable=False),
+    Column("window_start", DateTime, nullable=False),
+    Column("window_end", DateTime, nullable=False),
+    Column("status", String(20), nullable=False),  # running | succeeded | failed
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("tasks_total", Integer, nullable=False, server_default="0"),
+    Column("tasks_done", Integer, nullable=False, server_default="0"),
+    Column("pages", Integer, nullable=False, server_default="0"),
+    Column("rows", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    Index(None, "connection_id", "started_at"),
+)
+
+# Tasks a run committed, so an interrupted run's successor skips them.
+sync_tasks = Table(
+    "sync_tasks",
+    metadata,
+    Column("run_id", Integer, ForeignKey("sync_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("task_id", String(200), primary_key=True),
+    Column("rows", Integer, nullable=False),
+    Column("pages", Integer, nullable=False),
+    Column("finished_at", DateTime, nullable=False),
+)
