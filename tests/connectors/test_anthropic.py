@@ -37,7 +37,7 @@ def server(fake):
 
 @pytest.fixture
 def connect(server, fake):
-    fake.injector.clear()
+    fake.faults.clear()
     made = []
 
     def make(api_key: str = KEY, **kwargs):
@@ -49,7 +49,7 @@ def connect(server, fake):
     yield make
     for connector in made:
         connector.close()
-    fake.injector.clear()
+    fake.faults.clear()
 
 
 def usage_by_model(records) -> dict[str, dict]:
@@ -150,7 +150,7 @@ def test_check_key(connect):
 
 def test_429_is_retried_after_the_servers_delay(connect, fake):
     waits: list[float] = []
-    fake.injector.add({"path": USAGE, "kind": "status", "status": 429, "retry_after": "2", "times": 3})
+    fake.faults.add({"path": USAGE, "kind": "status", "status": 429, "retry_after": "2", "times": 3})
     connector = connect(sleep=waits.append, retry=None)
     chunk = connector.fetch(Task("messages", "1d", datetime(2025, 9, 1), datetime(2025, 9, 3)))
     assert waits == [2.0, 2.0, 2.0] and chunk.usage
@@ -169,13 +169,13 @@ def test_403_is_permission_denied(connect):
 
 
 def test_500_forever_is_provider_unavailable(connect, fake):
-    fake.injector.add({"path": USAGE, "kind": "status", "status": 500, "times": -1})
+    fake.faults.add({"path": USAGE, "kind": "status", "status": 500, "times": -1})
     with pytest.raises(ProviderUnavailable):
         connect(sleep=lambda s: None).check_key()
 
 
 def test_malformed_json_is_a_response_error(connect, fake):
-    fake.injector.add({"path": "/v1/organizations/cost_report", "kind": "malformed_json"})
+    fake.faults.add({"path": "/v1/organizations/cost_report", "kind": "malformed_json"})
     with pytest.raises(ResponseError):
         connect().fetch(Task("costs", "1d", datetime(2025, 9, 1), datetime(2025, 9, 3)))
 
@@ -189,7 +189,7 @@ def test_malformed_json_is_a_response_error(connect, fake):
     ],
 )
 def test_unreadable_results_fail_the_task_naming_the_field(connect, fake, fault, field):
-    fake.injector.add({"path": USAGE, **fault})
+    fake.faults.add({"path": USAGE, **fault})
     with pytest.raises(ResponseError) as info:
         connect().fetch(Task("messages", "1d", datetime(2025, 9, 1), datetime(2025, 9, 3)))
     message = str(info.value)
@@ -198,7 +198,7 @@ def test_unreadable_results_fail_the_task_naming_the_field(connect, fake, fault,
 
 
 def test_an_unknown_field_is_tolerated_when_not_strict(connect, fake):
-    fake.injector.add({"path": USAGE, "kind": "extra_field", "field": "speed", "value": "fast"})
+    fake.faults.add({"path": USAGE, "kind": "extra_field", "field": "speed", "value": "fast"})
     chunk = connect(strict=False).fetch(Task("messages", "1d", datetime(2025, 9, 1), datetime(2025, 9, 3)))
     assert chunk.usage
 

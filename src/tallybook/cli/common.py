@@ -49,20 +49,33 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except TallybookError as exc:
-            err.print(f"[bold red]Error:[/] {redact(str(exc))}", highlight=False)
+            err.print(f"[bold red]Error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        finally:
+            while _open_contexts:
+                _open_contexts.pop().close()
 
     return wrapper  # type: ignore[return-value]
 
 
+_open_contexts: list[Context] = []
+
+
 class Context:
-    """Settings, the migrated ledger and the organisation id, opened once per command."""
+    """Settings, the migrated ledger and the organisation id, opened once per command
+    (and closed by `handle_errors` when the command ends)."""
 
     def __init__(self, org: str | None = None) -> None:
         self.settings: Settings = get_settings()
         self.org_slug = org or self.settings.org
         self._engine: Engine | None = None
         self._org_id: int | None = None
+        _open_contexts.append(self)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
 
     @property
     def engine(self) -> Engine:

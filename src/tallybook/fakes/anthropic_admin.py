@@ -188,7 +188,7 @@ class AnthropicAdminFake:
         self.data_start = floor(self.now, "1d") - timedelta(days=days)
         self.admin_keys = frozenset(admin_keys)
         self.forbidden_keys = frozenset(forbidden_keys)
-        self.injector = FaultInjector(error_body=error_body)
+        self.faults = FaultInjector(error_body=error_body)
         self._days: dict[date, tuple[list[Row], list[CostItem]]] = {}
         self._build_org()
         self._app: Starlette | None = None
@@ -438,25 +438,25 @@ class AnthropicAdminFake:
                     Route("/v1/organizations/workspaces", self._handler(self._workspaces)),
                     Route("/v1/organizations/api_keys", self._handler(self._api_keys)),
                     Route("/v1/organizations/users", self._handler(self._users)),
-                    *self.injector.routes(),
+                    *self.faults.routes(),
                 ]
             )
         return self._app
 
     def _handler(self, build: Any) -> Any:
         async def endpoint(request: Request) -> Response:
-            injected = self.injector.before(request)
+            injected = self.faults.before(request)
             if injected is not None:
-                self.injector.log(request, injected.status_code)
+                self.faults.log(request, injected.status_code)
                 return injected
             try:
                 self._authenticate(request)
                 body = build(request)
             except BadRequest as exc:
-                self.injector.log(request, exc.status)
+                self.faults.log(request, exc.status)
                 return JSONResponse(error_body(exc.status, str(exc)), status_code=exc.status)
-            body = self.injector.after(request, body)
-            self.injector.log(request, 200)
+            body = self.faults.after(request, body)
+            self.faults.log(request, 200)
             return JSONResponse(body)
 
         return endpoint

@@ -54,8 +54,6 @@ COST_DIMENSIONS = (
     "currency",
 )
 
-# Non-token units whose quantity is a level, not a flow: reports take the maximum, never the sum.
-GAUGE_UNITS = frozenset({"storage_bytes"})
 
 BUCKET_WIDTHS = ("1m", "1h", "1d")
 

@@ -130,7 +130,8 @@ def cost_rows(org_id: int, connection_id: int, records: Iterable[CostRecord]) ->
     return list(merged.values())
 
 
-def _upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], update_cols: Sequence[str]) -> None:
+def _upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_cols: Sequence[str],
+            update_cols: Sequence[str]) -> None:
     if not rows:
         return
     dialect = conn.dialect.name
@@ -140,21 +141,18 @@ def _upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], upda
         stmt = postgresql.insert(table)
     else:  # pragma: no cover - guarded by config validation
         raise LedgerError(f"Unsupported database {dialect!r}: use SQLite or PostgreSQL.")
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(NATURAL_KEY) if "record_key" in table.c else None,
-        constraint=None if "record_key" in table.c else "uq_provider_objects_org_id_provider_kind_object_id",
-        set_={c: stmt.excluded[c] for c in update_cols},
-    )
+    stmt = stmt.on_conflict_do_update(index_elements=list(key_cols),
+                                      set_={c: stmt.excluded[c] for c in update_cols})
     conn.execute(stmt, list(rows))
 
 
 def upsert_usage(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert usage rows; a row whose natural key exists replaces the stored measures."""
-    _upsert(conn, t.usage_records, rows, (*USAGE_MEASURES, "origin"))
+    _upsert(conn, t.usage_records, rows, NATURAL_KEY, (*USAGE_MEASURES, "origin"))
 
 
 def upsert_costs(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    _upsert(conn, t.cost_records, rows, ("amount_nanos", "quantity", "quantity_unit", "origin"))
+    _upsert(conn, t.cost_records, rows, NATURAL_KEY, ("amount_nanos", "quantity", "quantity_unit", "origin"))
 
 
 def replace_window(
@@ -193,7 +191,7 @@ def upsert_names(conn: Connection, org_id: int, connection_id: int, objects: Ite
          "status": o.status, "updated_at": now}
         for o in objects
     ]
-    _upsert(conn, t.provider_objects, rows, ("connection_id", "name", "email", "parent_id", "status", "updated_at"))
+    _upsert(conn, t.provider_objects, rows, ("org_id", "provider", "kind", "object_id"), ("connection_id", "name", "email", "parent_id", "status", "updated_at"))
     return len(rows)
 
 

@@ -1,0 +1,34 @@
+# The two commands a new user needs: `make demo` and `make test`. Everything else is a convenience.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install demo test test-fast bench serve-fakes clean
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/.installed   ## create .venv and install tallybook with its test dependencies
+
+demo: install                ## start the fake providers, sync 90 days through the real pipeline, print a summary
+	$(BIN)/tallybook demo
+
+test: install                ## install, start PostgreSQL if needed, run every test
+	@bash scripts/ensure-postgres.sh || echo "!! PostgreSQL unavailable: the PostgreSQL tests will be skipped"
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install           ## the tests without the slow end-to-end ones
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install               ## ingest and sync throughput (prints figures)
+	@bash scripts/ensure-postgres.sh || true
+	$(BIN)/python bench/sync_bench.py
+
+serve-fakes: install         ## keep the fake OpenAI/Anthropic admin APIs running on :8901/:8902
+	$(BIN)/tallybook fakes serve
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

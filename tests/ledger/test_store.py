@@ -1,0 +1,152 @@
+"""The ledger's write door: idempotent upserts, window replacement, money exactness, migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from tallybook.analytics.rollups import ReportQuery, cost_report, usage_report
+from tallybook.errors import LedgerError
+from tallybook.ledger import schema as t
+from tallybook.ledger import store
+from tallybook.ledger.records import CostRecord, UsageRecord
+
+DAY = datetime(2026, 10, 1)
+
+
+def usage(day: int, model: str = "gpt-4o", tokens: int = 100, **dims: object) -> UsageRecord:
+    return UsageRecord(source="openai_admin", stream="completions", bucket_start=DAY + timedelta(days=day),
+                       bucket_width="1d", provider="openai", model=model, input_tokens=tokens,
+                       output_tokens=tokens // 2, requests=1, **dims)  # type: ignore[arg-type]
+
+
+def cost(day: int, amount: str, line_item: str = "gpt-4o, input") -> CostRecord:
+    return CostRecord(source="openai_admin", stream="costs", bucket_start=DAY + timedelta(days=day),
+                      bucket_width="1d", provider="openai", amount=Decimal(amount), currency="usd",
+                      line_item=line_item)
+
+
+def replace(conn: sa.Connection, org: int, start: int, end: int, *, records=(), costs=()) -> int:  # type: ignore[no-untyped-def]
+    stream = "costs" if costs else "completions"
+    return store.replace_window(conn, org_id=org, connection_id=1, source="openai_admin", stream=stream,
+                                bucket_width="1d", start=DAY + timedelta(days=start), end=DAY + timedelta(days=end),
+                                usage=records, costs=costs)
+
+
+def totals(engine: sa.Engine, org: int) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = usage_report(conn, ReportQuery(org_id=org, start=DAY, end=DAY + timedelta(days=60)))
+    return {"input": sum(r["input_tokens"] for r in rows), "output": sum(r["output_tokens"] for r in rows)}
+
+
+def test_migrated_schema_matches_the_tables(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), t.metadata)
+    assert diff == []
+
+
+def test_replacing_a_window_twice_never_double_counts(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        replace(conn, org, 0, 3, records=[usage(0), usage(1), usage(2, "gpt-4o-mini")])
+    with engine.begin() as conn:
+        replace(conn, org, 0, 3, records=[usage(0), usage(1), usage(2, "gpt-4o-mini")])
+    assert totals(engine, org) == {"input": 300, "output": 150}
+
+
+def test_replacement_drops_rows_the_provider_no_longer_returns(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        replace(conn, org, 0, 2, records=[usage(0), usage(1, "old-model")])
+        replace(conn, org, 1, 2, records=[usage(1, "new-model", tokens=40)])
+    with engine.connect() as conn:
+        models = {r["model"]: r["input_tokens"] for r in usage_report(
+            conn, ReportQuery(org_id=org, start=DAY, end=DAY + timedelta(days=5), group_by=["model"]))}
+    assert models == {"gpt-4o": 100, "new-model": 40}
+
+
+def test_upsert_on_the_natural_key_replaces_measures(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        store.upsert_usage(conn, store.usage_rows(org, 1, [usage(0, tokens=10)]))
+        store.upsert_usage(conn, store.usage_rows(org, 1, [usage(0, tokens=70)]))
+        count = conn.execute(sa.select(sa.func.count()).select_from(t.usage_records)).scalar()
+    assert count == 1
+    assert totals(engine, org)["input"] == 70
+
+
+def test_rows_with_null_dimensions_are_still_one_natural_key(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        for _ in range(2):
+            store.upsert_usage(conn, store.usage_rows(org, 1, [usage(0, project=None, user=None)]))
+        count = conn.execute(sa.select(sa.func.count()).select_from(t.usage_records)).scalar()
+    assert count == 1
+
+
+def test_a_record_outside_its_window_writes_nothing(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        replace(conn, org, 0, 1, records=[usage(0)])
+    with pytest.raises(LedgerError, match="outside"):
+        with engine.begin() as conn:
+            replace(conn, org, 0, 1, records=[usage(0, tokens=5), usage(3)])
+    assert totals(engine, org)["input"] == 100  # the earlier data survived the failed write
+
+
+def test_money_is_exact_to_the_nano(engine: sa.Engine) -> None:
+    amounts = ["0.1", "0.2", "1.23789120", "0.000001", "12345.678901"]
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        replace(conn, org, 0, 5, costs=[cost(i, a, f"item {i}") for i, a in enumerate(amounts)])
+    with engine.connect() as conn:
+        rows = cost_report(conn, ReportQuery(org_id=org, start=DAY, end=DAY + timedelta(days=5)))
+    assert rows == [{"amount": sum(Decimal(a) for a in amounts), "currency": "USD", "origin": "reported"}]
+    assert isinstance(rows[0]["amount"], Decimal)
+
+
+def test_organisations_are_isolated(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        a, b = store.ensure_org(conn, "a"), store.ensure_org(conn, "b")
+        replace(conn, a, 0, 1, records=[usage(0, tokens=10)])
+        replace(conn, b, 0, 1, records=[usage(0, tokens=99)])
+    assert totals(engine, a)["input"] == 10
+    assert totals(engine, b)["input"] == 99
+
+
+def test_periods_group_by_day_week_and_month(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        replace(conn, org, 0, 40, records=[usage(d, tokens=1) for d in range(40)])
+    with engine.connect() as conn:
+        def by(period: str) -> dict[str, int]:
+            q = ReportQuery(org_id=org, start=DAY, end=DAY + timedelta(days=40), group_by=[period])
+            return {r[period]: r["input_tokens"] for r in usage_report(conn, q)}
+
+        assert by("month") == {"2026-10": 31, "2026-11": 9}
+        days = by("day")
+        assert len(days) == 40 and days["2026-10-01"] == 1
+        weeks = by("week")  # 2026-10-01 is a Thursday: its week starts Monday 2026-09-28
+        assert list(weeks)[0] == "2026-09-28" and weeks["2026-09-28"] == 4 and sum(weeks.values()) == 40
+
+
+def test_resume_remembers_tasks_of_an_unfinished_run(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        run = store.start_run(conn, org_id=org, connection_id=1, provider="openai", start=DAY,
+                              end=DAY + timedelta(days=3), tasks_total=3)
+        store.record_task(conn, run, "completions/1d/a", rows=5, pages=1)
+    with engine.begin() as conn:
+        store.close_stale_runs(conn, 1)
+        assert store.resumable_tasks(conn, 1) == {"completions/1d/a"}
+        run2 = store.start_run(conn, org_id=org, connection_id=1, provider="openai", start=DAY,
+                               end=DAY + timedelta(days=3), tasks_total=3)
+        store.finish_run(conn, run2, status="succeeded")
+    with engine.begin() as conn:
+        assert store.resumable_tasks(conn, 1) == set()
+        assert store.last_successful_end(conn, 1) == DAY + timedelta(days=3)
