@@ -26,6 +26,7 @@ from tallybook.money import fmt_amount
 from tallybook.security.redaction import redact
 
 out = Console(soft_wrap=True)  # data, on stdout
+WIDE = 240  # tables printed to a pipe or file are not squeezed into 80 columns
 err = Console(stderr=True)  # progress and messages, on stderr
 
 
@@ -150,7 +151,10 @@ def emit(rows: Sequence[dict[str, Any]], fmt: Format, columns: Sequence[str], *,
         table.add_column(col, justify="right" if rows and isinstance(rows[0].get(col), int | Decimal) else "left")
     for row in rows:
         table.add_row(*[_cell(row.get(c)) for c in columns])
-    out.print(table)
+    if out.is_terminal:
+        out.print(table)
+    else:
+        Console(width=WIDE, soft_wrap=True).print(table)
 
 
 def _cell(value: Any, csv_mode: bool = False) -> str:
@@ -163,5 +167,7 @@ def _cell(value: Any, csv_mode: bool = False) -> str:
     if isinstance(value, Decimal):
         return fmt_amount(value, 9 if csv_mode else 2)
     if isinstance(value, dict):
-        return "; ".join(f"{k}={v}" for k, v in value.items())
+        return "; ".join(f"{k}={_cell(v, csv_mode)}" for k, v in value.items())
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds") if csv_mode else f"{value:%Y-%m-%d %H:%M}"
     return str(value)

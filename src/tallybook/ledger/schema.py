@@ -186,3 +186,56 @@ sync_tasks = Table(
     Column("pages", Integer, nullable=False),
     Column("finished_at", DateTime, nullable=False),
 )
+
+# --- pricing: organisation rules over the list-price catalog -------------------------------------
+
+pricing_rules = Table(
+    "pricing_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, nullable=False),
+    Column("rule_id", String(100), nullable=False),  # the team's own name for the rule
+    Column("version", Integer, nullable=False),  # 1, 2, ...: a changed rule is a new version
+    Column("kind", String(20), nullable=False),  # negotiated | discount | markup | commitment
+    Column("provider", String(40)),  # None: every provider
+    Column("model_pattern", String(200), nullable=False, server_default="*"),  # fnmatch pattern
+    Column("spec", Text, nullable=False),  # JSON: the rule's figures as decimal strings
+    Column("currency", String(3), nullable=False, server_default="USD"),
+    Column("effective_from", DateTime, nullable=False),
+    Column("effective_to", DateTime),  # exclusive; None: open-ended
+    Column("content_hash", String(64), nullable=False),
+    Column("source", String(200)),  # file it was applied from, or "cli"
+    Column("created_at", DateTime, nullable=False),
+    Column("retired_at", DateTime),  # set when a newer version supersedes this one
+    UniqueConstraint("org_id", "rule_id", "version"),
+)
+
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("day", DateTime, primary_key=True),  # the rate's date (midnight UTC)
+    Column("base", String(3), primary_key=True),  # EUR for ECB reference rates
+    Column("currency", String(3), primary_key=True),
+    Column("rate", String(40), nullable=False),  # decimal text: units of `currency` per 1 `base`
+    Column("source", String(40), nullable=False, server_default="ecb"),
+)
+
+# --- benchmark: opted-in organisations share one monthly blended rate per tier ------------------
+
+benchmark_shares = Table(
+    "benchmark_shares",
+    metadata,
+    Column("org_id", Integer, primary_key=True),
+    Column("month", String(7), primary_key=True),  # YYYY-MM
+    Column("tier", String(20), primary_key=True),  # frontier | mid | small
+    Column("blended_rate", String(40), nullable=False),  # decimal text, USD per 1M tokens (3:1)
+    Column("shared_at", DateTime, nullable=False),
+)
+
+org_settings = Table(
+    "org_settings",
+    metadata,
+    Column("org_id", Integer, primary_key=True),
+    Column("key", String(100), primary_key=True),  # e.g. benchmark_opt_in, currency
+    Column("value", Text, nullable=False),
+)
