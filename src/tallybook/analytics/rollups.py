@@ -13,12 +13,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, ColumnElement, func, literal_column, select
+from sqlalchemy import Connection, ColumnElement, Integer, String, cast, func, literal_column, select
 
 from tallybook.ledger import schema as t
 from tallybook.money import from_nanos
 
-PERIODS = ("hour", "day", "week", "month")
+PERIODS = ("hour", "day", "week", "month", "quarter", "year")
 USAGE_GROUPS = (
     "provider", "model", "project", "api_key", "user", "service_tier", "batch", "context_window",
     "inference_geo", "source", "stream", "unit", *PERIODS,
@@ -49,14 +49,20 @@ class ReportQuery:
 
 
 def _period(conn: Connection, period: str, column: Any) -> ColumnElement[Any]:
+    """The period's label, the same text on both databases: 2026-10-05T13:00, 2026-10-05, the Monday
+    of the ISO week (2026-10-05), 2026-10, 2026-Q4, 2026. Labels sort in time order as text."""
     if conn.dialect.name == "postgresql":
-        formats = {"hour": 'YYYY-MM-DD"T"HH24:00', "day": "YYYY-MM-DD", "month": "YYYY-MM"}
+        formats = {"hour": 'YYYY-MM-DD"T"HH24:00', "day": "YYYY-MM-DD", "month": "YYYY-MM",
+                   "quarter": 'YYYY-"Q"Q', "year": "YYYY"}
         if period == "week":
             return func.to_char(func.date_trunc("week", column), "YYYY-MM-DD")
         return func.to_char(column, formats[period])
     if period == "week":  # the Monday that starts the ISO week
         return func.date(column, literal_column("'-' || ((CAST(strftime('%w', bucket_start) AS INTEGER) + 6) % 7) || ' days'"))
-    formats = {"hour": "%Y-%m-%dT%H:00", "day": "%Y-%m-%d", "month": "%Y-%m"}
+    if period == "quarter":  # SQLite's strftime has no quarter: (month + 2) / 3 in integer arithmetic
+        quarter = (cast(func.strftime("%m", column), Integer) + 2) // 3
+        return func.strftime("%Y", column).concat("-Q").concat(cast(quarter, String))
+    formats = {"hour": "%Y-%m-%dT%H:00", "day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
     return func.strftime(formats[period], column)
 
 
