@@ -4,6 +4,9 @@
     ├── ConfigError            a setting is missing or malformed
     ├── VaultError             a secret cannot be decrypted (wrong master key)
     ├── LedgerError            the store refused a write or is not migrated
+    ├── PricingError           a pricing rule, rules file or FX file is malformed (exit 2)
+    │   ├── RuleFileError      a rules file cannot be read; carries `path`, `line`, `column`
+    │   └── FxError            no usable FX rate, or the rates cannot be fetched (exit 1)
     └── ConnectorError         a provider sync failed; carries `provider`
         ├── AuthError          401: the admin key is wrong or revoked
         ├── PermissionDenied   403: the key lacks a permission
@@ -31,6 +34,22 @@ class VaultError(TallybookError):
 
 class LedgerError(TallybookError):
     pass
+
+
+class PricingError(TallybookError):
+    exit_code = 2
+
+
+class RuleFileError(PricingError):
+    """`str(e)` reads `path:line:column: what was wrong`, so editors jump to the spot."""
+
+    def __init__(self, path: str, line: int, column: int, message: str) -> None:
+        self.path, self.line, self.column = path, line, column
+        super().__init__(f"{path}:{line}:{column}: {message}")
+
+
+class FxError(PricingError):
+    exit_code = 1
 
 
 class ConnectorError(TallybookError):
