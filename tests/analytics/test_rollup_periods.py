@@ -26,7 +26,8 @@ def write(engine: sa.Engine) -> int:
                             provider="openai", amount=Decimal(f"{i + 1}.000000001"), currency="usd",
                             line_item="gpt-4o, input") for i, d in enumerate(DAYS)]
         usage = [UsageRecord(source="openai_admin", stream="completions", bucket_start=d, bucket_width="1d",
-                             provider="openai", model="gpt-4o", input_tokens=10 ** i) for i, d in enumerate(DAYS)]
+                             provider="openai", model="gpt-4o", input_tokens=10 ** i)
+                 for i, d in enumerate(DAYS)]
         for stream, kw in (("costs", {"costs": costs}), ("completions", {"usage": usage})):
             store.replace_window(conn, org_id=org, connection_id=1, source="openai_admin", stream=stream,
                                  bucket_width="1d", start=START, end=END, **kw)  # type: ignore[arg-type]
@@ -52,7 +53,8 @@ def test_costs_by_quarter_and_year(engine: sa.Engine, period: str, expected: dic
 def test_usage_by_quarter_and_year_with_other_groups(engine: sa.Engine) -> None:
     org = write(engine)
     with engine.connect() as conn:
-        quarters = usage_report(conn, ReportQuery(org_id=org, start=START, end=END, group_by=["quarter", "model"]))
+        quarters = usage_report(conn, ReportQuery(org_id=org, start=START, end=END,
+                                                  group_by=["quarter", "model"]))
         years = usage_report(conn, ReportQuery(org_id=org, start=START, end=END, group_by=["year"]))
     assert {(r["quarter"], r["model"]): r["input_tokens"] for r in quarters} == {
         ("2025-Q4", "gpt-4o"): 1, ("2026-Q1", "gpt-4o"): 110, ("2026-Q2", "gpt-4o"): 11_000,
