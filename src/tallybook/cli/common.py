@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from tallybook.config import Settings, get_settings
 from tallybook.errors import TallybookError
@@ -90,6 +91,14 @@ class Context:
             with self.engine.begin() as conn:
                 self._org_id = store.ensure_org(conn, self.org_slug)
         return self._org_id
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit to print: the password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL: say nothing of it
+        return "(unreadable database URL)"
 
 
 def utcnow() -> datetime:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import typer
 
 from tallybook.analytics.rollups import ReportQuery, cost_report, usage_report
-from tallybook.cli.common import Context, OrgOption, err, handle_errors, out, utcnow
+from tallybook.cli.common import Context, OrgOption, err, handle_errors, out, safe_url, utcnow
 from tallybook.cli.connect import save_key
 from tallybook.cli.sync import run_sync
 from tallybook.connectors.sync import midnight
@@ -58,7 +58,7 @@ def demo(
                             group_by=["provider"])
         costs = {r["provider"]: r for r in cost_report(conn, query)}
         usage = {r["provider"]: r for r in usage_report(conn, query)}
-    out.print(f"\n[bold]tallybook demo[/]: {days} days synced in {elapsed:.1f} s into {ctx.settings.database_url}\n")
+    out.print(f"\n[bold]tallybook demo[/]: {days} days synced in {elapsed:.1f} s into {safe_url(ctx.settings.database_url)}\n")
     for provider, row in sorted(usage.items()):
         cost = costs.get(provider)
         money = f"{fmt_amount(cost['amount'], 2)} {cost['currency']}" if cost else "no costs"
@@ -81,7 +81,7 @@ def serve(
     """
     with _start({"openai": openai_port, "anthropic": anthropic_port}) as cloud:
         for provider in ("openai", "anthropic"):
-            err.print(f"{provider}: {cloud.base_url(provider)}  key {DEMO_KEYS[provider][:14]}...")
+            err.print(f"{provider}: {cloud.base_url(provider)}  key {DEMO_KEYS[provider]}  (a fake's demo key)")
         err.print("Ctrl-C to stop.")
         try:
             while True:

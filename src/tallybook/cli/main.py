@@ -8,7 +8,7 @@ import typer
 
 from tallybook import __version__
 from tallybook.cli import connect, demo, report, sync
-from tallybook.cli.common import err, handle_errors, out
+from tallybook.cli.common import err, handle_errors, out, safe_url
 from tallybook.config import get_settings, settings_table
 from tallybook.ledger.db import open_ledger
 
@@ -38,10 +38,11 @@ def db_upgrade() -> None:
     """
     settings = get_settings()
     open_ledger(settings.database_url)
-    err.print(f"Ledger at {settings.database_url} is up to date.")
+    err.print(f"Ledger at {safe_url(settings.database_url)} is up to date.")
 
 
 @app.command("config")
+@handle_errors
 def show_config() -> None:
     """Show every setting, its environment variable and current value (secrets hidden).
 
@@ -51,6 +52,8 @@ def show_config() -> None:
     for row in settings_table():
         name = row.env.removeprefix("TALLYBOOK_").lower()
         value = "(set)" if name == "master_key" and current.get(name) else current.get(name)
+        if name == "database_url":
+            value = safe_url(str(value))
         out.print(f"[bold]{row.env}[/] = {value}\n    {row.help}")
 
 

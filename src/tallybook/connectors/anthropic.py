@@ -328,7 +328,7 @@ class AnthropicConnector:
                 raise self._error(
                     task, path, start, name,
                     f"is an unknown field with value {str(value)[:40]!r} (it may be a dimension that would "
-                    "merge distinct rows; upgrade tallybook, or set the connection to non-strict)",
+                    "merge distinct rows; upgrade tallybook, or set TALLYBOOK_STRICT_SCHEMA=false to ignore unknown fields)",
                 )  # fmt: skip
         return result
 

@@ -145,7 +145,8 @@ class ProviderClient:
                     raise ConnectorError(
                         self.provider,
                         f"{self.label} refused {method} {path} (HTTP {status}: {_error_message(response)}). "
-                        "This is a tallybook bug if it persists; please report it with this message.",
+                        "Check the dates (the provider may not keep data that old) and the connection's base URL; "
+                        "if both are right, report this message as a tallybook bug.",
                     )
                 last_problem = f"answered HTTP {status}"
                 wait = retry_after_seconds(response.headers.get("retry-after"))

@@ -354,8 +354,8 @@ class OpenAIConnector:
         if unknown and self.strict:
             raise self._fail(
                 stream, task, when,
-                f"an unknown field `{unknown[0]}` in a result (it may be a new dimension; turn off strict "
-                "parsing for this connection only if it is not)",
+                f"an unknown field `{unknown[0]}` in a result (it may be a new dimension that would merge "
+                "distinct rows; upgrade tallybook, or set TALLYBOOK_STRICT_SCHEMA=false to ignore unknown fields)",
             )
         if task.stream in TOKEN_STREAMS and getattr(result, "model", None) is None and _has_usage(result):
             raise self._fail(stream, task, when, "a result with usage whose field `model` is null")
