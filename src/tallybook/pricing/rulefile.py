@@ -2,6 +2,7 @@
 
     read_rules(path) -> list[Rule]                              by suffix: .toml or .tally
     parse_rules(text, *, path="<rules>", fmt="toml"|"tally") -> list[Rule]
+    build_rule(rule_id, values) -> Rule                         the same fields from the CLI or API
 
 Both formats hold the same fields per rule (docs/pricing.md has the full schema):
 
@@ -80,8 +81,17 @@ def parse_rules(text: str, *, path: str = "<rules>", fmt: str = "toml") -> list[
 
 # --- from fields to a Rule ------------------------------------------------------------------------
 
-def _build(rule_id: str, at: Field, fields: dict[str, Field], path: str) -> Rule:
-    def fail(field: Field, message: str) -> RuleFileError:
+def build_rule(rule_id: str, values: dict[str, Any]) -> Rule:
+    """A rule from the same fields a file holds (numbers may be strings: "0.20", "20%"), for the CLI and
+    API; errors are PricingErrors without a file position."""
+    fields = {ALIASES.get(k, k): Field(v, 0, 0) for k, v in values.items() if v is not None}
+    return _build(rule_id, Field(None, 0, 0), fields, None)
+
+
+def _build(rule_id: str, at: Field, fields: dict[str, Field], path: str | None) -> Rule:
+    def fail(field: Field, message: str) -> PricingError:
+        if path is None:
+            return PricingError(message[0].upper() + message[1:] + ".")
         return RuleFileError(path, field.line, field.column, message)
 
     for key, field in fields.items():
