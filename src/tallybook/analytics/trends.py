@@ -153,6 +153,29 @@ def trend(conn: Connection, query: ReportQuery, period: str) -> list[TrendRow]:
     return out
 
 
+@dataclass
+class DailySeries:
+    """One group's reported spend per UTC day in one currency; days without records are absent."""
+
+    currency: str
+    group: dict[str, Any]
+    values: dict[date, Decimal]
+
+
+def daily_series(conn: Connection, query: ReportQuery) -> list[DailySeries]:
+    """Reported spend per day in [query.start, query.end), per group of `query.group_by` and currency."""
+    groups = list(query.group_by)
+    if any(g in PERIODS for g in groups):
+        raise ReportError("Daily series are per day already; group by dimensions (provider, model, project).")
+    found: dict[tuple[Any, ...], DailySeries] = {}
+    for row in cost_report(conn, dataclasses.replace(query, group_by=["day", *groups])):
+        key = (*(row[g] for g in groups), row["currency"])
+        if key not in found:
+            found[key] = DailySeries(currency=row["currency"], group=_group(row, groups), values={})
+        found[key].values[date.fromisoformat(row["day"])] = row["amount"]
+    return [found[k] for k in sorted(found, key=lambda k: tuple("" if v is None else str(v) for v in k))]
+
+
 def _days(start: datetime, end: datetime) -> tuple[date, date]:
     """[start, end) datetimes -> [first, end) days; a partial last day counts as a day."""
     last = (end - timedelta(microseconds=1)).date()
