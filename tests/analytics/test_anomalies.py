@@ -112,14 +112,16 @@ def test_anomalies_from_the_ledger_per_provider(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         org = store.ensure_org(conn, "acme")
         for provider, series in (("openai", openai), ("anthropic", anthropic)):
-            costs = [CostRecord(source=f"{provider}_admin", stream="costs", bucket_width="1d", provider=provider,
-                                bucket_start=datetime.combine(d, datetime.min.time()), amount=v, currency="usd",
-                                line_item="tokens") for d, v in series.items()]
-            store.replace_window(conn, org_id=org, connection_id=1, source=f"{provider}_admin", stream="costs",
+            source = f"{provider}_admin"
+            costs = [CostRecord(source=source, stream="costs", bucket_width="1d", provider=provider,
+                                bucket_start=datetime.combine(d, datetime.min.time()), amount=v,
+                                currency="usd", line_item="tokens") for d, v in series.items()]
+            store.replace_window(conn, org_id=org, connection_id=1, source=source, stream="costs",
                                  bucket_width="1d", start=datetime(2026, 6, 1), end=datetime(2026, 9, 1),
                                  costs=costs)
     # The window is the last two weeks; the eight weeks before it are read as history.
-    query = ReportQuery(org_id=org, start=datetime(2026, 8, 10), end=datetime(2026, 8, 24), group_by=["provider"])
+    query = ReportQuery(org_id=org, start=datetime(2026, 8, 10), end=datetime(2026, 8, 24),
+                        group_by=["provider"])
     with engine.connect() as conn:
         found = find_anomalies(conn, query)
         outside = find_anomalies(conn, ReportQuery(org_id=org, start=datetime(2026, 8, 20),
