@@ -7,7 +7,7 @@ import logging
 import typer
 
 from tallybook import __version__
-from tallybook.cli import connect, demo, fx, pricing, report, report_rates, sync
+from tallybook.cli import connect, demo, fx, pricing, report, report_analytics, report_rates, sync  # noqa: F401
 from tallybook.cli.common import err, handle_errors, out, safe_url
 from tallybook.config import get_settings, settings_table
 from tallybook.ledger.db import open_ledger
