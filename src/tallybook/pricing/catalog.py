@@ -277,8 +277,11 @@ def list_price(
         f"[{service_tier}]" if tier_keys else "")
     return ModelPrice(
         provider=provider, model=model, catalog_model=info.id, price_version=version, effective_from=start,
-        **rates, units=units, derived=derived, batch=batch, batch_derived=frozenset(batch_derived),
-        tiers=tiers, tier_start=tier_start, notes=tuple(notes))
+        input_mtok=rates["input_mtok"], cache_read_mtok=rates["cache_read_mtok"],
+        cache_write_5m_mtok=rates["cache_write_5m_mtok"], cache_write_1h_mtok=rates["cache_write_1h_mtok"],
+        output_mtok=rates["output_mtok"], input_audio_mtok=rates["input_audio_mtok"],
+        output_audio_mtok=rates["output_audio_mtok"], units=units, derived=derived, batch=batch,
+        batch_derived=frozenset(batch_derived), tiers=tiers, tier_start=tier_start, notes=tuple(notes))
 
 
 def price_changes(provider: str, model: str, *, catalog: Catalog | None = None) -> list[date]:

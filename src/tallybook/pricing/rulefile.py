@@ -69,7 +69,8 @@ def read_rules(path: str | Path) -> list[Rule]:
 
 def parse_rules(text: str, *, path: str = "<rules>", fmt: str = "toml") -> list[Rule]:
     blocks = _toml_blocks(text, path) if fmt == "toml" else _TallyParser(text, path).parse()
-    rules, seen = [], {}
+    rules: list[Rule] = []
+    seen: dict[str, int] = {}
     for rule_id, at, fields in blocks:
         if rule_id in seen:
             raise RuleFileError(path, at.line, at.column, f"rule {rule_id!r} is defined twice "

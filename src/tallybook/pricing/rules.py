@@ -119,7 +119,7 @@ class Rule:
         if self.kind == "negotiated":
             spec["rates"] = {key: dec(rate) for key, rate in sorted(self.rates.items())}
         elif self.kind in ("discount", "markup"):
-            spec["fraction"] = dec(self.fraction)  # type: ignore[arg-type]
+            spec["fraction"] = dec(self.fraction)
         else:
             spec["tiers"] = [{"min_spend": dec(t.min_spend), "discount": dec(t.discount)} for t in self.tiers]
         if self.note:
@@ -245,7 +245,7 @@ def load_rules(conn: Connection, org_id: int, *, current_only: bool = False) -> 
     return rules
 
 
-def _from_row(row: Mapping[str, Any]) -> Rule:
+def _from_row(row: Any) -> Rule:
     spec = json.loads(row["spec"])
     return Rule(
         rule_id=row["rule_id"], kind=row["kind"], effective_from=row["effective_from"], provider=row["provider"],
