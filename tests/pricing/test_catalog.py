@@ -211,3 +211,16 @@ def test_a_price_reads_well() -> None:
     assert repr(price) == (
         "Price(openai/gpt-4o at 2026-11-01 12:00: 0.0075 USD list, lines=[input_tokens 1,000 @ 2.5/MTok = 0.0025, "
         f"output_tokens 500 @ 10/MTok = 0.005], version=genai-prices {genai_prices.__version__}:gpt-4o)")
+
+
+def test_anthropic_us_data_residency_costs_one_tenth_more() -> None:
+    usage = {"input_tokens": 1_000_000, "output_tokens": 100_000, "inference_geo": "us"}
+    price = price_usage(usage, provider="anthropic", model="claude-sonnet-4-20250514", at=date(2026, 11, 1))
+    assert price.total == (D(3) + D("1.5")) * D("1.1")
+    assert "inference_geo us 1.1x" in price.lines[0].note
+
+
+def test_the_provider_is_guessed_from_the_model_name() -> None:
+    catalog = Catalog.bundled()
+    assert [catalog.provider_for(m) for m in ("gpt-4o-2024-08-06", "claude-sonnet-4-20250514", "o3", "zzz")] == [
+        "openai", "anthropic", "openai", None]
