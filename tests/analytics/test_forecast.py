@@ -69,6 +69,15 @@ def test_the_80_percent_interval_holds_the_truth_about_80_percent_of_the_time(we
     assert 0.72 <= hits / 200 <= 0.88
 
 
+def test_a_one_off_spike_in_the_history_does_not_tilt_the_projection() -> None:
+    series = linear(noise=0.05)
+    spiked = {**series, MID - timedelta(days=2): Decimal("2000.00")}  # near the end, where it tilts most
+    plain, hit = forecast_month(series, OCTOBER, MID), forecast_month(spiked, OCTOBER, MID)
+    projection = plain.forecast - plain.spent_to_date
+    assert abs((hit.forecast - hit.spent_to_date) - projection) <= projection * Decimal("0.01")
+    assert hit.spent_to_date - plain.spent_to_date == Decimal("2000.00") - series[MID - timedelta(days=2)]
+
+
 def test_a_wider_level_gives_a_wider_interval() -> None:
     series = linear(noise=0.1)
     narrow = forecast_month(series, OCTOBER, MID, level=0.8)

@@ -56,7 +56,8 @@ def _names(rows: list[dict[str, Any]], groups: list[str]) -> list[str]:
     return [f"{g}_name" for g in groups if rows and f"{g}_name" in rows[0]]
 
 
-def _days(date_from: str | None, date_to: str | None, month: str | None) -> tuple[datetime | None, datetime | None]:
+def _days(date_from: str | None, date_to: str | None,
+          month: str | None) -> tuple[datetime | None, datetime | None]:
     if month:
         if date_from or date_to:
             raise typer.BadParameter("Give --month or --from/--to, not both.")
@@ -104,22 +105,27 @@ def report_trend(
     groups = list(query.group_by)
     emit(rows, fmt, ["period", *groups, *_names(rows, groups), "amount", "currency", "origin", "change",
                      "change_pct", "tokens", "complete"],
-         title=f"Spend per {period}, {start:%Y-%m-%d} .. {end - timedelta(days=1):%Y-%m-%d} (vendor-reported)")
+         title=f"Spend per {period}, {start:%Y-%m-%d} .. {end - timedelta(days=1):%Y-%m-%d} "
+               "(vendor-reported)")
 
 
 @report_app.command("anomalies")
 @handle_errors
 def report_anomalies(
-    date_from: str = typer.Option(None, "--from", help="First UTC day to check (default: 30 days before --to)."),
+    date_from: str = typer.Option(None, "--from",
+                                  help="First UTC day to check (default: 30 days before --to)."),
     date_to: str = typer.Option(None, "--to", help="Last UTC day to check, inclusive (default: yesterday, "
                                 "the last complete day)."),
     month: str = typer.Option(None, "--month", help="Check one calendar month, YYYY-MM (up to yesterday)."),
     group_by: str = typer.Option("provider,model", "--group-by", "-g", help=GROUPS_HELP),
     provider: list[str] = ProviderFilter, model: list[str] = ModelFilter, project: list[str] = ProjectFilter,
-    weeks: int = typer.Option(8, "--weeks", min=3, max=52, help="Weeks of same-weekday history to compare with."),
-    k: float = typer.Option(3.5, "--k", min=1.0, help="Robust standard deviations a day must be off to flag."),
+    weeks: int = typer.Option(8, "--weeks", min=3, max=52,
+                              help="Weeks of same-weekday history to compare with."),
+    k: float = typer.Option(3.5, "--k", min=1.0,
+                            help="Robust standard deviations a day must be off to be flagged."),
     min_abs: str = typer.Option("1.00", "--min-abs", help="Smallest flagged difference, in the currency."),
-    min_rel: str = typer.Option("0.25", "--min-rel", help="Smallest flagged difference, as a share of expected."),
+    min_rel: str = typer.Option("0.25", "--min-rel",
+                                help="Smallest flagged difference, as a share of the expected spend."),
     fmt: Format = FormatOption, org: str = OrgOption,
 ) -> None:
     """Days whose reported spend is far from what the same weekday in recent weeks predicts.
@@ -162,11 +168,12 @@ def report_forecast(
                               "the day after --to)."),
     date_from: str = typer.Option(None, "--from", help="First UTC day of history to learn from "
                                   "(default: 56 days up to --to)."),
-    date_to: str = typer.Option(None, "--to", help="Last observed UTC day, inclusive (default: yesterday, the "
-                                "last complete day; later days are projected)."),
+    date_to: str = typer.Option(None, "--to", help="Last observed UTC day, inclusive (default: yesterday, "
+                                "the last complete day; later days are projected)."),
     group_by: str = typer.Option("", "--group-by", "-g", help=GROUPS_HELP + " Default: totals only."),
     provider: list[str] = ProviderFilter, model: list[str] = ModelFilter, project: list[str] = ProjectFilter,
-    level: float = typer.Option(0.8, "--level", min=0.5, max=0.99, help="Prediction interval, e.g. 0.8 = 80 %."),
+    level: float = typer.Option(0.8, "--level", min=0.5, max=0.99,
+                                help="Prediction interval, e.g. 0.8 = 80 %."),
     fmt: Format = FormatOption, org: str = OrgOption,
 ) -> None:
     """Month-end spend: reported spend to date plus a projection of the days left, with an interval.
@@ -194,7 +201,7 @@ def report_forecast(
     groups = list(query.group_by)
     emit(rows, fmt, ["month", *groups, *_names(rows, groups), "spent_to_date", "forecast", "low", "high",
                      "currency", "interval", "method", "days_observed", "days_remaining", "through"],
-         title=f"Forecast {target:%Y-%m} through {end - timedelta(days=1):%Y-%m-%d} (spent: reported; forecast "
-               f"and {level:.0%} interval: estimated)")
+         title=f"Forecast {target:%Y-%m} through {end - timedelta(days=1):%Y-%m-%d} "
+               f"(spent: reported; forecast and {level:.0%} interval: estimated)")
     if not rows and fmt is Format.table:
         err.print(f"No reported spend from {start:%Y-%m-%d} on to forecast {target:%Y-%m} from.")
