@@ -5,19 +5,33 @@ Kept in one place so the CLI, the API and the dashboard price usage the same way
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from tallybook.analytics.optimize import UnitPrices
-from tallybook.pricing.catalog import list_cost, list_price
+from tallybook.pricing.catalog import list_cost, list_price, price_epochs
 
 
-def list_pricer(provider: str, model: str | None, day: datetime, measures: dict[str, Any]) -> Decimal | None:
-    """List cost of one group of usage on one day, or None when the model has no list price."""
-    if not model:
-        return None
-    return list_cost(provider, model, day, measures)
+class CatalogPricer:
+    """List cost of one group of usage on one day, or None when the model has no list price.
+
+    `price_epochs` tells `rates` on which days a model's price can change, so a year of daily usage
+    is priced once per price period instead of once per day (the list cost is the same).
+    """
+
+    def __call__(self, provider: str, model: str | None, day: datetime,
+                 measures: dict[str, Any]) -> Decimal | None:
+        if not model:
+            return None
+        return list_cost(provider, model, day, measures)
+
+    @staticmethod
+    def price_epochs(provider: str, model: str | None) -> tuple[date, ...]:
+        return tuple(price_epochs(provider, model)) if model else ()
+
+
+list_pricer = CatalogPricer()
 
 
 def blended_list_price(provider: str, model: str, at: datetime) -> Decimal | None:

@@ -11,20 +11,23 @@ A cost line is on the input side when its token type is an input kind (OpenAI li
 "cached input", "audio input"; Anthropic token types uncached/cache read/cache write), on the output
 side for "output"/"audio output"/"output_tokens", and outside token rates otherwise (images,
 web search, code execution...). List cost prices the very usage rows of the group at the price in
-force on each day (`tallybook.pricing`), so the discount is for the organisation's exact mix.
+force on each day (`tallybook.pricing`), so the discount is for the organisation's exact mix; a
+pricer with `price_epochs(provider, model)` lets the days between two price changes be priced in
+one call. Grouped by provider, model and periods only, the figures come from the daily rollups.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-from tallybook.analytics.rollups import PERIODS, ReportError, ReportQuery, _period
+from tallybook.analytics.rollups import PERIODS, ReportError, ReportQuery, _period, reading_table
 from tallybook.ledger import schema as t
 
 MTOK = Decimal(1_000_000)
@@ -33,6 +36,9 @@ INPUT_TYPES = ("input", "cached input", "audio input", "cache write", "cached wr
                "uncached_input_tokens", "cache_read_input_tokens",
                "cache_creation.ephemeral_5m_input_tokens", "cache_creation.ephemeral_1h_input_tokens")
 OUTPUT_TYPES = ("output", "audio output", "output_tokens")
+PRICED = ("input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
+          "output_tokens", "audio_input_tokens", "audio_output_tokens")
+FINE = ("provider", "model", "service_tier", "batch", "context_window")  # what a list price depends on
 
 # (provider, model, day, usage measures) -> list cost or None when unknown; supplied by pricing.
 ListPricer = Callable[[str, str | None, datetime, dict[str, Any]], Decimal | None]
@@ -94,18 +100,24 @@ def _side(c: Any) -> Any:
                 else_="other")
 
 
-def _keys(conn: Connection, table: Any, group_by: Sequence[str]) -> list[Any]:
-    return [(_period(conn, g, table.c.bucket_start) if g in PERIODS else table.c[g]).label(g) for g in group_by]
+def _keys(conn: Connection, table: Any, day: Any, group_by: Sequence[str]) -> list[Any]:
+    return [(_period(conn, g, day) if g in PERIODS else table.c[g]).label(g) for g in group_by]
 
 
-def _where(table: Any, query: ReportQuery) -> list[Any]:
+def _where(table: Any, day: Any, query: ReportQuery) -> list[Any]:
     c = table.c
-    where = [c.org_id == query.org_id, c.bucket_width == "1d", c.bucket_start >= query.start,
-             c.bucket_start < query.end]
+    where = [c.org_id == query.org_id, day >= query.start, day < query.end]
+    if "bucket_width" in c:  # the records; a rollup holds daily buckets only
+        where.append(c.bucket_width == "1d")
     for name, values in query.filters.items():
         if values:
             where.append(c[name].in_(list(values)))
     return where
+
+
+def _span(epochs: Sequence[date] | None, day: datetime) -> Any:
+    """The run of days priced as one: the price period holding `day`, or the day itself."""
+    return day if epochs is None else bisect_right(epochs, day.date())
 
 
 def rates(conn: Connection, query: ReportQuery, *, list_pricer: ListPricer | None = None) -> list[RateRow]:
@@ -116,30 +128,31 @@ def rates(conn: Connection, query: ReportQuery, *, list_pricer: ListPricer | Non
                           f"{', '.join(g for g in RATE_GROUPS if g != 'hour')}.")
     groups = list(query.group_by)
     inner = groups + [g for g in ("provider", "model") if g not in groups]  # priced model by model
-    cr = t.cost_records
+    cr, cday = reading_table(conn, t.cost_records, query, ("provider", "model", "token_type", "currency"))
     side = _side(cr.c).label("side")
-    cost_keys = _keys(conn, cr, inner)
+    cost_keys = _keys(conn, cr, cday, inner)
     money: dict[tuple[Any, ...], dict[str, Any]] = {}
     stmt = (select(*cost_keys, cr.c.currency, side, func.sum(cr.c.amount_nanos).label("nanos"))
-            .where(*_where(cr, query)).group_by(*cost_keys, cr.c.currency, side))
+            .where(*_where(cr, cday, query)).group_by(*cost_keys, cr.c.currency, side))
     for row in conn.execute(stmt).mappings():
         ident = tuple(row[g] for g in inner)
         slot = money.setdefault(ident, {"currency": row["currency"], "input": Decimal(0), "output": Decimal(0),
                                         "other": Decimal(0)})
         slot[row["side"]] += Decimal(int(row["nanos"] or 0)) / Decimal(1_000_000_000)
 
-    ur = t.usage_records
+    ur, uday = reading_table(conn, t.usage_records, query, ("unit", *FINE))
     u = ur.c
-    fine = ["provider", "model", "service_tier", "batch", "context_window"]
-    usage_keys = _keys(conn, ur, inner)
-    day = _period(conn, "day", u.bucket_start).label("_day")
-    extra = [u[f].label(f"_{f}") for f in fine]
-    sums = [func.sum(u[m]).label(m) for m in ("input_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-                                               "cache_write_1h_tokens", "output_tokens", "audio_input_tokens",
-                                               "audio_output_tokens")]
-    stmt = (select(*usage_keys, day, *extra, *sums).where(*_where(ur, query), u.unit.is_(None))
+    usage_keys = _keys(conn, ur, uday, inner)
+    day = _period(conn, "day", uday).label("_day")
+    extra = [u[f].label(f"_{f}") for f in FINE]
+    sums = [func.sum(u[m]).label(m) for m in PRICED]
+    stmt = (select(*usage_keys, day, *extra, *sums).where(*_where(ur, uday, query), u.unit.is_(None))
             .group_by(*usage_keys, day, *extra))
     tokens: dict[tuple[Any, ...], dict[str, Any]] = {}
+    # Usage summed per group, fine key and price period, then priced once per sum (list cost is linear).
+    spans: dict[tuple[Any, ...], dict[str, Any]] = {}
+    epochs_of = getattr(list_pricer, "price_epochs", None)
+    epochs: dict[tuple[str, str | None], Sequence[date] | None] = {}
     for row in conn.execute(stmt).mappings():
         ident = tuple(row[g] for g in inner)
         slot = tokens.setdefault(ident, {"input": 0, "output": 0, "list": Decimal(0), "unpriced": False})
@@ -148,11 +161,20 @@ def rates(conn: Connection, query: ReportQuery, *, list_pricer: ListPricer | Non
         slot["output"] += int(row["output_tokens"])
         if list_pricer is None:
             continue
-        measures = {k: row[k] for k in ("input_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-                                        "cache_write_1h_tokens", "output_tokens", "audio_input_tokens",
-                                        "audio_output_tokens")}
-        measures.update({f: row[f"_{f}"] for f in ("service_tier", "batch", "context_window")})
-        priced = list_pricer(row["_provider"], row["_model"], datetime.fromisoformat(row["_day"]), measures)
+        fine = tuple(row[f"_{f}"] for f in FINE)
+        if fine[:2] not in epochs:
+            epochs[fine[:2]] = None if epochs_of is None else epochs_of(*fine[:2])
+        when = datetime.fromisoformat(row["_day"])
+        acc = spans.setdefault((ident, fine, _span(epochs[fine[:2]], when)),
+                               {"day": when, **{m: 0 for m in PRICED}})
+        acc["day"] = min(acc["day"], when)
+        for m in PRICED:
+            acc[m] += int(row[m])
+    for (ident, fine, _), acc in spans.items():
+        measures = {m: acc[m] for m in PRICED}
+        measures.update(zip(FINE[2:], fine[2:]))
+        priced = list_pricer(fine[0], fine[1], acc["day"], measures)  # type: ignore[misc]
+        slot = tokens[ident]
         if priced is None:
             slot["unpriced"] = True
         else:

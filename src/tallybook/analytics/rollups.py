@@ -3,6 +3,9 @@
 Grouping happens in SQL (one GROUP BY per report), so a report over millions of
 rows returns only its groups. Daily buckets answer every question except
 `hour`, which reads the hourly buckets; the two are never added together.
+When every group and filter is a column of the daily rollups (`ledger.rollup`: provider, model,
+tier, source, periods...) and the organisation's rollup is maintained, a report reads the rollup
+instead of the records; the answer is the same, read from thousands of rows instead of millions.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, ColumnElement, Integer, String, cast, func, literal_column, select
+from sqlalchemy import Connection, ColumnElement, Integer, String, Table, cast, func, literal_column, select
 
 from tallybook.ledger import schema as t
+from tallybook.ledger.rollup import has_rollup
 from tallybook.money import from_nanos
 
 PERIODS = ("hour", "day", "week", "month", "quarter", "year")
@@ -31,6 +35,13 @@ TOKEN_COLUMNS = (
     "input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "output_tokens",
     "reasoning_tokens", "audio_input_tokens", "audio_output_tokens", "requests",
 )
+# What the daily rollups can answer: their grouping columns and every period but the hour.
+ROLLUP_GROUPS = {
+    "usage_records": (t.usage_daily, frozenset({"source", "provider", "model", "service_tier", "batch",
+                                                "context_window", "unit", *PERIODS} - {"hour"})),
+    "cost_records": (t.cost_daily, frozenset({"source", "provider", "model", "service_tier", "token_type",
+                                              "cost_type", "currency", *PERIODS} - {"hour"})),
+}
 # Names of provider objects shown beside their ids.
 NAMED_GROUPS = {"project": ("project", "workspace"), "api_key": ("api_key",), "user": ("user",)}
 
@@ -58,7 +69,8 @@ def _period(conn: Connection, period: str, column: Any) -> ColumnElement[Any]:
             return func.to_char(func.date_trunc("week", column), "YYYY-MM-DD")
         return func.to_char(column, formats[period])
     if period == "week":  # the Monday that starts the ISO week
-        return func.date(column, literal_column("'-' || ((CAST(strftime('%w', bucket_start) AS INTEGER) + 6) % 7) || ' days'"))
+        shift = f"'-' || ((CAST(strftime('%w', {column.name}) AS INTEGER) + 6) % 7) || ' days'"
+        return func.date(column, literal_column(shift))
     if period == "quarter":  # SQLite's strftime has no quarter: (month + 2) / 3 in integer arithmetic
         quarter = (cast(func.strftime("%m", column), Integer) + 2) // 3
         return func.strftime("%Y", column).concat("-Q").concat(cast(quarter, String))
@@ -66,7 +78,19 @@ def _period(conn: Connection, period: str, column: Any) -> ColumnElement[Any]:
     return func.strftime(formats[period], column)
 
 
-def _grouped(conn: Connection, table: Any, query: ReportQuery, allowed: Sequence[str], extra: Sequence[str]):
+def reading_table(conn: Connection, records: Table, query: ReportQuery,
+                  extra: Sequence[str] = ()) -> tuple[Table, Any]:
+    """The table to answer `query` from and its day column: the daily rollup of `records` when it has
+    every group, filter and `extra` column and the organisation's rollup is maintained, else `records`."""
+    rollup, columns = ROLLUP_GROUPS[records.name]
+    wanted = {*query.group_by, *(k for k, v in query.filters.items() if v), *extra}
+    if wanted <= columns and has_rollup(conn, rollup, query.org_id):
+        return rollup, rollup.c.day
+    return records, records.c.bucket_start
+
+
+def _grouped(conn: Connection, records: Table, query: ReportQuery, allowed: Sequence[str],
+             extra: Sequence[str]):
     unknown = [g for g in query.group_by if g not in allowed]
     if unknown:
         raise ReportError(f"Cannot group by {', '.join(unknown)}; choose from {', '.join(allowed)}.")
@@ -74,19 +98,22 @@ def _grouped(conn: Connection, table: Any, query: ReportQuery, allowed: Sequence
     if len(periods) > 1:
         raise ReportError(f"Group by one period at a time, not {', '.join(periods)}.")
     width = "1h" if "hour" in query.group_by else "1d"
+    for name, values in query.filters.items():
+        if values and name not in records.c:
+            raise ReportError(f"Cannot filter by {name}.")
+    table, day = reading_table(conn, records, query, extra)
     c = table.c
     keys: list[tuple[str, Any]] = []
     for name in [*query.group_by, *[e for e in extra if e not in query.group_by]]:
-        expr = _period(conn, name, c.bucket_start) if name in PERIODS else c[name]
+        expr = _period(conn, name, day) if name in PERIODS else c[name]
         keys.append((name, expr.label(name)))
-    where = [c.org_id == query.org_id, c.bucket_width == width, c.bucket_start >= query.start,
-             c.bucket_start < query.end]
+    where = [c.org_id == query.org_id, day >= query.start, day < query.end]
+    if table is records:
+        where.append(c.bucket_width == width)
     for name, values in query.filters.items():
         if values:
-            if name not in c:
-                raise ReportError(f"Cannot filter by {name}.")
             where.append(c[name].in_(list(values)))
-    return keys, where
+    return table, keys, where
 
 
 def _names(conn: Connection, org_id: int) -> dict[str, dict[str, str]]:
@@ -115,8 +142,7 @@ def _add_names(conn: Connection, query: ReportQuery, rows: list[dict[str, Any]])
 def usage_report(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:
     """One dict per group: the group keys, then every token measure, `cache_write_tokens`,
     and `quantities` ({unit: total}) for non-token units (images, seconds, sessions, ...)."""
-    table = t.usage_records
-    keys, where = _grouped(conn, table, query, USAGE_GROUPS, extra=("unit",))
+    table, keys, where = _grouped(conn, t.usage_records, query, USAGE_GROUPS, extra=("unit",))
     c = table.c
     measures = [func.sum(c[m]).label(m) for m in TOKEN_COLUMNS] + [func.sum(c.quantity).label("quantity")]
     stmt = select(*[k[1] for k in keys], *measures).where(*where).group_by(*[k[1] for k in keys])
@@ -145,8 +171,7 @@ def usage_report(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:
 
 def cost_report(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:
     """One dict per group and currency: the group keys, `amount` (Decimal) and `currency`."""
-    table = t.cost_records
-    keys, where = _grouped(conn, table, query, COST_GROUPS, extra=("currency",))
+    table, keys, where = _grouped(conn, t.cost_records, query, COST_GROUPS, extra=("currency",))
     stmt = (select(*[k[1] for k in keys], func.sum(table.c.amount_nanos).label("nanos"))
             .where(*where).group_by(*[k[1] for k in keys]))
     rows = []

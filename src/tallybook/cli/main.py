@@ -10,6 +10,7 @@ from tallybook import __version__
 from tallybook.cli import connect, demo, fx, pricing, report, report_analytics, report_rates, sync  # noqa: F401
 from tallybook.cli.common import err, handle_errors, out, safe_url
 from tallybook.config import get_settings, settings_table
+from tallybook.ledger import rollup
 from tallybook.ledger.db import open_ledger
 
 app = typer.Typer(
@@ -42,6 +43,25 @@ def db_upgrade() -> None:
     settings = get_settings()
     open_ledger(settings.database_url)
     err.print(f"Ledger at {safe_url(settings.database_url)} is up to date.")
+
+
+@db_app.command("rebuild-rollups")
+@handle_errors
+def db_rebuild_rollups() -> None:
+    """Recompute the daily rollups that reports read from every daily bucket in the ledger.
+
+    Sync keeps them current by itself; run this after writing records some other way.
+
+    Example: tallybook db rebuild-rollups
+    """
+    settings = get_settings()
+    engine = open_ledger(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            written = rollup.rebuild(conn)
+    finally:
+        engine.dispose()
+    err.print(f"Rebuilt the daily rollups of {safe_url(settings.database_url)}: {written:,} rows.")
 
 
 @app.command("config")

@@ -1,7 +1,8 @@
 """The sync engine: plan a window, fetch each task, replace its window in the ledger, resume after a crash.
 
-Each task commits in its own transaction together with its progress row, so a
-killed run leaves only whole tasks behind and the next run skips them.
+Each task commits in its own transaction together with its progress row (and, for daily buckets,
+the refreshed daily rollup of its window), so a killed run leaves only whole tasks behind and the
+next run skips them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import Engine
 
 from tallybook.connectors.base import Connector, Task
 from tallybook.errors import AuthError, ConnectorError, PermissionDenied
-from tallybook.ledger import store
+from tallybook.ledger import rollup, store
 
 
 @dataclass
@@ -80,6 +81,8 @@ def sync_connection(
                     conn, org_id=org_id, connection_id=connection_id, source=connector.source,
                     stream=task.stream, bucket_width=task.bucket_width, start=task.start, end=task.end,
                     usage=chunk.usage, costs=chunk.costs)
+                if task.bucket_width == "1d":  # reports read daily buckets through the rollups
+                    rollup.refresh_daily(conn, org_id, task.start, task.end, source=connector.source)
                 store.record_task(conn, run_id, task.id, rows=written, pages=chunk.pages)
             result.rows += written
             result.pages += chunk.pages

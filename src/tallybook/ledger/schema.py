@@ -239,3 +239,50 @@ org_settings = Table(
     Column("key", String(100), primary_key=True),  # e.g. benchmark_opt_in, currency
     Column("value", Text, nullable=False),
 )
+
+# --- daily rollups: the ledger's daily buckets summed over the dimensions reports group by most -------
+# Maintained by `ledger.rollup.refresh_daily` in the transaction that replaces a window of daily
+# buckets, so a report grouped by provider/model/tier/period reads thousands of rows, not millions.
+
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("id", RowId, primary_key=True),
+    Column("org_id", Integer, nullable=False),
+    Column("day", DateTime, nullable=False),  # the daily bucket's bucket_start
+    Column("source", String(60), nullable=False),
+    Column("provider", String(40), nullable=False),
+    Column("model", String(200)),
+    Column("service_tier", String(40)),
+    Column("batch", Boolean),
+    Column("context_window", String(20)),
+    Column("unit", String(40)),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_5m_tokens", BigInteger, nullable=False),
+    Column("cache_write_1h_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("audio_input_tokens", BigInteger, nullable=False),
+    Column("audio_output_tokens", BigInteger, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Index("ix_usage_daily_org_day", "org_id", "day"),
+)
+
+cost_daily = Table(
+    "cost_daily",
+    metadata,
+    Column("id", RowId, primary_key=True),
+    Column("org_id", Integer, nullable=False),
+    Column("day", DateTime, nullable=False),
+    Column("source", String(60), nullable=False),
+    Column("provider", String(40), nullable=False),
+    Column("model", String(200)),
+    Column("service_tier", String(40)),
+    Column("token_type", String(80)),
+    Column("cost_type", String(40)),
+    Column("currency", String(3), nullable=False),
+    Column("amount_nanos", BigInteger, nullable=False),
+    Index("ix_cost_daily_org_day", "org_id", "day"),
+)

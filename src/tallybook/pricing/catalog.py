@@ -4,6 +4,7 @@
     price_usage(usage, *, provider, model, at, catalog=None) -> Price  list cost of a quantity of usage
     list_cost(provider, model, at, usage) -> Decimal | None            its total, shaped as analytics' ListPricer
     price_changes(provider, model) -> list[date]                       days the catalog's price changed
+    price_epochs(provider, model) -> list[date]                        days any price or variant starts
 
 `usage` is a UsageRecord, a ledger row or any mapping/object with our measure names:
 `input_tokens` is UNCACHED input; `cache_read_tokens`, `cache_write_5m_tokens` and
@@ -290,6 +291,18 @@ def price_changes(provider: str, model: str, *, catalog: Catalog | None = None) 
     if info is None or isinstance(info.prices, gp.ModelPrice):
         return []
     return sorted(c.constraint.start_date for c in info.prices if isinstance(c.constraint, gp.StartDateConstraint))
+
+
+def price_epochs(provider: str, model: str, *, catalog: Catalog | None = None) -> list[date]:
+    """Every day on which any price of `model` starts (its history, or a tier or batch variant), oldest
+    first: between two of them `list_price` at midnight is the same every day, so usage priced per
+    day may be summed over such a run of days and priced once (token prices are linear)."""
+    info = (catalog or default_catalog()).find(provider, model)
+    if info is None:
+        return []
+    constraints: list[Any] = [] if isinstance(info.prices, gp.ModelPrice) else [c.constraint for c in info.prices]
+    constraints += [v.constraint for v in info.price_variants or ()]
+    return sorted({c.start_date for c in constraints if isinstance(c, gp.StartDateConstraint)})
 
 
 # --- pricing usage --------------------------------------------------------------------------------
