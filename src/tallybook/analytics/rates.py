@@ -150,30 +150,41 @@ def rates(conn: Connection, query: ReportQuery, *, list_pricer: ListPricer | Non
             .group_by(*usage_keys, day, *extra))
     tokens: dict[tuple[Any, ...], dict[str, Any]] = {}
     # Usage summed per group, fine key and price period, then priced once per sum (list cost is linear).
-    spans: dict[tuple[Any, ...], dict[str, Any]] = {}
+    # A year of daily rollup rows goes through this loop, so it works on plain tuples.
+    spans: dict[tuple[Any, ...], list[Any]] = {}
     epochs_of = getattr(list_pricer, "price_epochs", None)
     epochs: dict[tuple[str, str | None], Sequence[date] | None] = {}
-    for row in conn.execute(stmt).mappings():
-        ident = tuple(row[g] for g in inner)
-        slot = tokens.setdefault(ident, {"input": 0, "output": 0, "list": Decimal(0), "unpriced": False})
-        slot["input"] += int(row["input_tokens"] + row["cache_read_tokens"] + row["cache_write_5m_tokens"]
-                             + row["cache_write_1h_tokens"])
-        slot["output"] += int(row["output_tokens"])
+    days: dict[str, datetime] = {}
+    n, f = len(inner), len(inner) + 1 + len(FINE)
+    for row in conn.execute(stmt):
+        ident = tuple(row[:n])
+        slot = tokens.get(ident)
+        if slot is None:
+            slot = tokens[ident] = {"input": 0, "output": 0, "list": Decimal(0), "unpriced": False}
+        sums = [int(v) for v in row[f:]]
+        slot["input"] += sums[0] + sums[1] + sums[2] + sums[3]
+        slot["output"] += sums[4]
         if list_pricer is None:
             continue
-        fine = tuple(row[f"_{f}"] for f in FINE)
-        if fine[:2] not in epochs:
-            epochs[fine[:2]] = None if epochs_of is None else epochs_of(*fine[:2])
-        when = datetime.fromisoformat(row["_day"])
-        acc = spans.setdefault((ident, fine, _span(epochs[fine[:2]], when)),
-                               {"day": when, **{m: 0 for m in PRICED}})
-        acc["day"] = min(acc["day"], when)
-        for m in PRICED:
-            acc[m] += int(row[m])
+        fine = tuple(row[n + 1:f])
+        model = fine[:2]
+        if model not in epochs:
+            epochs[model] = None if epochs_of is None else epochs_of(*model)
+        when = days.get(row[n])
+        if when is None:
+            when = days[row[n]] = datetime.fromisoformat(row[n])
+        key = (ident, fine, _span(epochs[model], when))
+        acc = spans.get(key)
+        if acc is None:
+            spans[key] = [when, *sums]
+            continue
+        acc[0] = min(acc[0], when)
+        for i, v in enumerate(sums, 1):
+            acc[i] += v
     for (ident, fine, _), acc in spans.items():
-        measures = {m: acc[m] for m in PRICED}
+        measures: dict[str, Any] = dict(zip(PRICED, acc[1:]))
         measures.update(zip(FINE[2:], fine[2:]))
-        priced = list_pricer(fine[0], fine[1], acc["day"], measures)  # type: ignore[misc]
+        priced = list_pricer(fine[0], fine[1], acc[0], measures)  # type: ignore[misc]
         slot = tokens[ident]
         if priced is None:
             slot["unpriced"] = True

@@ -59,8 +59,9 @@ def _refresh(conn: Connection, name: str, org_id: int | None, start: datetime | 
     conn.execute(delete(rollup).where(*gone))
     group = [c.org_id, c.bucket_start, *(c[k] for k in keys)]
     query = select(*group, *(func.sum(c[s]) for s in sums)).where(*where).group_by(*group)
-    result = conn.execute(insert(rollup).from_select(["org_id", "day", *keys, *sums], query))
-    return max(int(result.rowcount or 0), 0)
+    conn.execute(insert(rollup).from_select(["org_id", "day", *keys, *sums], query))
+    # INSERT ... SELECT reports no row count on every driver: count what the refreshed range holds.
+    return int(conn.execute(select(func.count()).select_from(rollup).where(*gone)).scalar_one())
 
 
 def refresh_daily(conn: Connection, org_id: int, start: datetime, end: datetime, *,

@@ -300,7 +300,8 @@ def price_epochs(provider: str, model: str, *, catalog: Catalog | None = None) -
     info = (catalog or default_catalog()).find(provider, model)
     if info is None:
         return []
-    constraints: list[Any] = [] if isinstance(info.prices, gp.ModelPrice) else [c.constraint for c in info.prices]
+    history = [] if isinstance(info.prices, gp.ModelPrice) else info.prices
+    constraints: list[Any] = [c.constraint for c in history]
     constraints += [v.constraint for v in info.price_variants or ()]
     return sorted({c.start_date for c in constraints if isinstance(c, gp.StartDateConstraint)})
 
