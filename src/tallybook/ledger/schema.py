@@ -74,6 +74,11 @@ _usage_dimensions = [
     Column("inference_geo", String(40)),
     Column("detail", String(200)),
     Column("unit", String(40)),
+    # attribution, set by the gateway (and CSV imports): who and what caused the usage
+    Column("virtual_key", String(64)),
+    Column("customer", String(200)),
+    Column("feature", String(200)),
+    Column("business_unit", String(200)),
 ]
 
 usage_records = Table(
@@ -285,4 +290,86 @@ cost_daily = Table(
     Column("currency", String(3), nullable=False),
     Column("amount_nanos", BigInteger, nullable=False),
     Index("ix_cost_daily_org_day", "org_id", "day"),
+)
+
+# --- the gateway: virtual keys, upstream credentials, per-request events, budget counters ------------
+
+virtual_keys = Table(
+    "virtual_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),  # public id, e.g. "vk_01J..."; the secret is never stored
+    Column("org_id", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),  # HMAC-SHA256 of the secret
+    Column("key_hint", String(40), nullable=False),  # "tb-...a1b2"
+    Column("customer", String(200)),  # default attribution for requests made with the key
+    Column("feature", String(200)),
+    Column("business_unit", String(200)),
+    Column("budget", String(40)),  # decimal text in `budget_currency`; None: no budget
+    Column("budget_currency", String(3), nullable=False, server_default="USD"),
+    Column("budget_period", String(10)),  # day | month
+    Column("rpm", Integer),  # requests per minute; None: unlimited
+    Column("tpm", Integer),  # tokens per minute
+    Column("status", String(20), nullable=False, server_default="active"),  # active | revoked
+    Column("created_at", DateTime, nullable=False),
+    Column("revoked_at", DateTime),
+)
+
+provider_credentials = Table(
+    "provider_credentials",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, nullable=False),
+    Column("provider", String(40), nullable=False),  # openai | anthropic | cohere | ollama | a configured name
+    Column("base_url", String(500), nullable=False),
+    Column("secret_sealed", Text),  # vault ciphertext; None for keyless upstreams (Ollama)
+    Column("key_fingerprint", String(40)),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("org_id", "provider"),
+)
+
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("event_id", String(36), primary_key=True),  # UUIDv7, or derived from the idempotency key
+    Column("org_id", Integer, nullable=False),
+    Column("ts", DateTime, nullable=False),
+    Column("virtual_key", String(32)),
+    Column("customer", String(200)),
+    Column("feature", String(200)),
+    Column("business_unit", String(200)),
+    Column("tags", Text),  # JSON object
+    Column("provider", String(40), nullable=False),
+    Column("model", String(200)),
+    Column("endpoint", String(60), nullable=False),  # chat.completions | responses | embeddings | messages ...
+    Column("streamed", Boolean, nullable=False),
+    Column("status", Integer, nullable=False),  # HTTP status returned to the client
+    Column("outcome", String(20), nullable=False),  # ok | cancelled | upstream_error | rejected
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),  # uncached
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_5m_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_1h_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("reasoning_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("audio_input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("audio_output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("gpu_seconds", String(40)),  # decimal text, local models
+    Column("latency_ms", Integer, nullable=False),
+    Column("usage_origin", String(12), nullable=False),  # metered | estimated
+    Column("list_cost_nanos", BigInteger),  # None: unpriced
+    Column("currency", String(3), nullable=False, server_default="USD"),
+    Column("price_version", String(120)),
+    Column("idempotency_key", String(200)),
+    Column("upstream_request_id", String(200)),
+    Index(None, "org_id", "ts"),
+)
+
+budget_spend = Table(
+    "budget_spend",
+    metadata,
+    Column("org_id", Integer, primary_key=True),
+    Column("scope", String(240), primary_key=True),  # "key:<id>" | "customer:<name>"
+    Column("period_start", DateTime, primary_key=True),
+    Column("spent_nanos", BigInteger, nullable=False, server_default="0"),  # settled
+    Column("reserved_nanos", BigInteger, nullable=False, server_default="0"),  # in flight
 )
