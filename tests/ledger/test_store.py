@@ -89,6 +89,40 @@ def test_rows_with_null_dimensions_are_still_one_natural_key(engine: sa.Engine) 
     assert count == 1
 
 
+def test_natural_keys_never_change(engine: sa.Engine) -> None:
+    """Stored rows are found again by this digest: a new one would double-count every re-synced day."""
+    record = usage(0, project="proj_1", user="user-1", service_tier="default", batch=True)
+    assert record.key() == "040302d83a7fe041aee13ea651883f14"
+    record.batch = None
+    assert record.key() == "f2f9d528e4b9e47af435e513aa4aee60"
+    assert cost(0, "1").key() == "85df2e77325f571b6d91b238aa914a0b"
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        replace(conn, org, 0, 1, records=[record])
+        stored = conn.execute(sa.select(t.usage_records.c.record_key, t.usage_records.c.batch)).one()
+    assert tuple(stored) == ("f2f9d528e4b9e47af435e513aa4aee60", None)
+
+
+def test_duplicates_of_one_natural_key_are_summed_into_the_first(engine: sa.Engine) -> None:
+    estimated = usage(0, tokens=5)
+    estimated.origin = "estimated"
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        written = replace(conn, org, 0, 2, records=[usage(0, tokens=10), usage(1), estimated, usage(0, tokens=1)])
+        rows = conn.execute(sa.select(t.usage_records.c.bucket_start, t.usage_records.c.input_tokens,
+                                      t.usage_records.c.origin).order_by(t.usage_records.c.id)).all()
+    assert written == 2
+    assert [tuple(r) for r in rows] == [(DAY, 16, "reported"), (DAY + timedelta(days=1), 100, "reported")]
+
+
+def test_equal_dimensions_that_print_apart_stay_apart(engine: sa.Engine) -> None:
+    """batch=1 is not batch=True to the digest, so two rows, as before the key memo."""
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        written = replace(conn, org, 0, 1, records=[usage(0, batch=True), usage(0, batch=1)])
+    assert written == 2
+
+
 def test_a_record_outside_its_window_writes_nothing(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         org = store.ensure_org(conn, "acme")

@@ -38,6 +38,9 @@ def connect(url: str) -> Engine:
 
 def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
+    # 16 KiB pages: a shallower B-tree for the wide natural-key index, about 6% faster ingest
+    # and no slower reads (bench/README.md). Only a new file takes it; an existing ledger keeps its own.
+    cursor.execute("PRAGMA page_size=16384")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -7,16 +7,25 @@ its window replacement commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
+from operator import add, attrgetter, itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Dialect, Table, and_, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tallybook.errors import LedgerError
 from tallybook.ledger import schema as t
-from tallybook.ledger.records import USAGE_DIMENSIONS, CostRecord, ProviderObject, UsageRecord
+from tallybook.ledger.records import (
+    USAGE_DIMENSIONS,
+    CostRecord,
+    ProviderObject,
+    UsageRecord,
+    natural_key,
+    usage_dimensions,
+)
 from tallybook.money import to_nanos
 
 NATURAL_KEY = ("org_id", "connection_id", "source", "stream", "bucket_width", "bucket_start", "record_key")
@@ -24,6 +33,23 @@ USAGE_MEASURES = (
     "input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "output_tokens",
     "reasoning_tokens", "audio_input_tokens", "audio_output_tokens", "requests", "quantity",
 )
+
+# A usage row as a tuple, in table order: what the write path builds, merges and binds. Read
+# straight off the record by the attrgetters below, so the order holds by construction.
+_USAGE_HEAD = ("source", "stream", "bucket_start", "bucket_width")
+USAGE_UPDATES = (*USAGE_MEASURES, "origin")  # what an upsert replaces in a row whose natural key is stored
+USAGE_COLUMNS = ("org_id", "connection_id", *_USAGE_HEAD, "record_key", *USAGE_DIMENSIONS, *USAGE_UPDATES)
+_usage_head = attrgetter(*_USAGE_HEAD)
+_usage_measures = attrgetter(*USAGE_UPDATES)
+_usage_row_values = itemgetter(*USAGE_COLUMNS)
+_BUCKET_START = USAGE_COLUMNS.index("bucket_start")
+_FIRST_DIMENSION = USAGE_COLUMNS.index(USAGE_DIMENSIONS[0])
+_END_DIMENSIONS = _FIRST_DIMENSION + len(USAGE_DIMENSIONS)
+_FIRST_MEASURE = USAGE_COLUMNS.index(USAGE_MEASURES[0])
+_END_MEASURES = _FIRST_MEASURE + len(USAGE_MEASURES)
+_MISSING = object()
+Processor = Callable[[Any], Any]
+BATCH_ROWS = 10_000  # rows per executemany: bounds the bound-parameter copies held at once
 
 
 def utcnow() -> datetime:
@@ -81,30 +107,53 @@ def delete_connection(conn: Connection, org_id: int, name: str) -> bool:
 
 # --- usage and cost records -----------------------------------------------------------------------
 
+def _usage_values(org_id: int, connection_id: int, records: Iterable[UsageRecord],
+                  processors: Sequence[tuple[int, Processor]] = ()) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """Records as `USAGE_COLUMNS` tuples, with duplicates of one natural key merged by summing their measures.
+
+    Keyed by (source, stream, width, bucket start, record key). With the dialect's bind
+    `processors` (from `_upsert_statement`), the tuples hold what the driver takes.
+    """
+    bind = dict(processors)
+    bind_start = bind.pop(_BUCKET_START, None)
+    bind_dims = [(i - _FIRST_DIMENSION, bind.pop(i)) for i in range(_FIRST_DIMENSION, _END_DIMENSIONS) if i in bind]
+    if bind:  # pragma: no cover - a dialect converting a column no record field needs converting on ours
+        raise LedgerError(f"Cannot bind usage columns {sorted(USAGE_COLUMNS[i] for i in bind)}.")
+    merged: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    # A sync returns the same dimensions in bucket after bucket, and few bucket starts: digest and
+    # bind each once. The types are part of the key because equal values may print apart (True, 1);
+    # bucket starts are naive UTC (records.py), so equal ones bind alike.
+    keys: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}
+    starts: dict[datetime, Any] = {}
+    for r in records:
+        dims = usage_dimensions(r)
+        typed = (dims, *map(type, dims))
+        found = keys.get(typed)
+        if found is None:
+            bound = list(dims)
+            for i, process in bind_dims:
+                bound[i] = process(bound[i])
+            found = keys[typed] = (natural_key(dims), tuple(bound))
+        key, bound_dims = found
+        source, stream, bucket_start, bucket_width = _usage_head(r)
+        start = bucket_start
+        if bind_start is not None:
+            start = starts.get(bucket_start, _MISSING)
+            if start is _MISSING:
+                start = starts[bucket_start] = bind_start(bucket_start)
+        row = (org_id, connection_id, source, stream, start, bucket_width, key, *bound_dims, *_usage_measures(r))
+        ident = (source, stream, bucket_width, bucket_start, key)
+        first = merged.setdefault(ident, row)
+        if first is not row:
+            merged[ident] = (*first[:_FIRST_MEASURE],
+                             *map(add, first[_FIRST_MEASURE:_END_MEASURES], row[_FIRST_MEASURE:_END_MEASURES]),
+                             *first[_END_MEASURES:])
+    return merged
+
+
 def usage_rows(org_id: int, connection_id: int, records: Iterable[UsageRecord]) -> list[dict[str, Any]]:
     """Records as table rows, with duplicates of one natural key merged by summing their measures."""
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in records:
-        key = r.key()
-        ident = (r.source, r.stream, r.bucket_width, r.bucket_start, key)
-        row = merged.get(ident)
-        if row is not None:
-            for m in USAGE_MEASURES:
-                row[m] += getattr(r, m)
-            continue
-        merged[ident] = {
-            "org_id": org_id, "connection_id": connection_id, "source": r.source, "stream": r.stream,
-            "bucket_start": r.bucket_start, "bucket_width": r.bucket_width, "record_key": key,
-            "provider": r.provider, "model": r.model, "project": r.project, "api_key": r.api_key,
-            "user": r.user, "service_tier": r.service_tier, "batch": r.batch,
-            "context_window": r.context_window, "inference_geo": r.inference_geo, "detail": r.detail,
-            "unit": r.unit, "input_tokens": r.input_tokens, "cache_read_tokens": r.cache_read_tokens,
-            "cache_write_5m_tokens": r.cache_write_5m_tokens, "cache_write_1h_tokens": r.cache_write_1h_tokens,
-            "output_tokens": r.output_tokens, "reasoning_tokens": r.reasoning_tokens,
-            "audio_input_tokens": r.audio_input_tokens, "audio_output_tokens": r.audio_output_tokens,
-            "requests": r.requests, "quantity": r.quantity, "origin": r.origin,
-        }
-    return list(merged.values())
+    return [dict(zip(USAGE_COLUMNS, values)) for values in _usage_values(org_id, connection_id, records).values()]
 
 
 def cost_rows(org_id: int, connection_id: int, records: Iterable[CostRecord]) -> list[dict[str, Any]]:
@@ -130,25 +179,91 @@ def cost_rows(org_id: int, connection_id: int, records: Iterable[CostRecord]) ->
     return list(merged.values())
 
 
+@lru_cache(maxsize=64)
+def _upsert_statement(dialect: Dialect, table: Table, columns: tuple[str, ...], key_cols: tuple[str, ...],
+                      update_cols: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None, tuple[Any, ...]]:
+    """The dialect's INSERT .. ON CONFLICT DO UPDATE for `columns`, compiled once.
+
+    Returns the SQL, the order positional parameters go in (None for a named paramstyle), and
+    (column index, bind processor) for each column whose values the dialect converts.
+    """
+    if dialect.name == "sqlite":
+        stmt: Any = sqlite.insert(table)
+    elif dialect.name == "postgresql":
+        stmt = postgresql.insert(table)
+    else:  # pragma: no cover - guarded by config validation
+        raise LedgerError(f"Unsupported database {dialect.name!r}: use SQLite or PostgreSQL.")
+    stmt = stmt.on_conflict_do_update(index_elements=list(key_cols), set_={c: stmt.excluded[c] for c in update_cols})
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    order = tuple(compiled.binds[name].key for name in compiled.positiontup) if compiled.positiontup else None
+    if order is None and set(compiled.binds) != set(columns):  # pragma: no cover - a column that needs escaping
+        raise LedgerError(f"Cannot bind {table.name} columns by name on {dialect.name}.")
+    processors = []
+    for i, name in enumerate(columns):
+        column_type = table.c[name].type
+        process = column_type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors.append((i, process))
+    return str(compiled), order, tuple(processors)
+
+
+def _bound(values: Sequence[tuple[Any, ...]], processors: Sequence[tuple[int, Processor]]) -> list[tuple[Any, ...]]:
+    """Values as the driver takes them (dates as text on SQLite, ...), through the dialect's own processors.
+
+    The values processors see (bucket starts, flags) repeat row after row, so each is converted
+    once; equal values convert alike, which holds for the naive UTC datetimes the ledger stores.
+    """
+    memos: list[tuple[int, Processor, dict[Any, Any]]] = [(i, p, {}) for i, p in processors]
+    bound = []
+    for row in values:
+        items = list(row)
+        for i, process, memo in memos:
+            value = items[i]
+            try:
+                items[i] = memo[value]
+            except KeyError:
+                items[i] = memo[value] = process(value)
+        bound.append(tuple(items))
+    return bound
+
+
+def _write(conn: Connection, table: Table, columns: tuple[str, ...], values: Sequence[tuple[Any, ...]],
+           key_cols: Sequence[str], update_cols: Sequence[str], *, bound: bool = False) -> None:
+    """Upsert `values` (tuples in `columns` order, `bound` if already processed) with the driver's
+    executemany, in batches.
+
+    SQLAlchemy's own executemany builds and processes a parameter dict per row, which cost
+    more than SQLite spends storing the row; the SQL and the conversions here are the same.
+    """
+    sql, order, processors = _upsert_statement(conn.dialect, table, columns, tuple(key_cols), tuple(update_cols))
+    reorder = None if order is None or order == columns else itemgetter(*(columns.index(c) for c in order))
+    for at in range(0, len(values), BATCH_ROWS):
+        batch = values[at:at + BATCH_ROWS]
+        if processors and not bound:
+            batch = _bound(batch, processors)
+        params: Any
+        if order is None:
+            params = [dict(zip(columns, row)) for row in batch]
+        elif reorder is not None:
+            params = [reorder(row) for row in batch]
+        else:
+            params = batch
+        conn.exec_driver_sql(sql, params)
+
+
 def _upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_cols: Sequence[str],
             update_cols: Sequence[str]) -> None:
     if not rows:
         return
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        stmt: Any = sqlite.insert(table)
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(table)
-    else:  # pragma: no cover - guarded by config validation
-        raise LedgerError(f"Unsupported database {dialect!r}: use SQLite or PostgreSQL.")
-    stmt = stmt.on_conflict_do_update(index_elements=list(key_cols),
-                                      set_={c: stmt.excluded[c] for c in update_cols})
-    conn.execute(stmt, list(rows))
+    columns = tuple(rows[0])
+    values = itemgetter(*columns)
+    _write(conn, table, columns, [values(row) for row in rows], key_cols, update_cols)
 
 
 def upsert_usage(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert usage rows; a row whose natural key exists replaces the stored measures."""
-    _upsert(conn, t.usage_records, rows, NATURAL_KEY, (*USAGE_MEASURES, "origin"))
+    _write(conn, t.usage_records, USAGE_COLUMNS, [_usage_row_values(row) for row in rows], NATURAL_KEY,
+           USAGE_UPDATES)
 
 
 def upsert_costs(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -164,23 +279,33 @@ def replace_window(
     Rows the provider no longer returns for the window are removed, so a re-synced day
     replaces what was there and never adds to it. Returns the number of rows written.
     """
-    written = 0
-    for table, rows, write in (
-        (t.usage_records, usage_rows(org_id, connection_id, usage), upsert_usage),
-        (t.cost_records, cost_rows(org_id, connection_id, costs), upsert_costs),
-    ):
-        c = table.c
-        conn.execute(delete(table).where(and_(
-            c.org_id == org_id, c.connection_id == connection_id, c.source == source, c.stream == stream,
-            c.bucket_width == bucket_width, c.bucket_start >= start, c.bucket_start < end)))
-        for row in rows:
-            if not (start <= row["bucket_start"] < end) or row["stream"] != stream:
-                raise LedgerError(
-                    f"A {source} record for {row['bucket_start']:%Y-%m-%d %H:%M} ({row['stream']}) lies outside "
-                    f"the window being replaced ({stream} {start:%Y-%m-%d}..{end:%Y-%m-%d}); nothing was written.")
-        write(conn, rows)
-        written += len(rows)
-    return written
+    _, _, processors = _upsert_statement(conn.dialect, t.usage_records, USAGE_COLUMNS, NATURAL_KEY, USAGE_UPDATES)
+    usage_values = _usage_values(org_id, connection_id, usage, processors)  # bound as they are built
+    cost_values = cost_rows(org_id, connection_id, costs)
+    window = {"org_id": org_id, "connection_id": connection_id, "source": source, "stream": stream,
+              "bucket_width": bucket_width, "start": start, "end": end}
+    _clear_window(conn, t.usage_records, placed=((at, s) for _, s, _, at, _ in usage_values), **window)
+    _write(conn, t.usage_records, USAGE_COLUMNS, list(usage_values.values()), NATURAL_KEY, USAGE_UPDATES,
+           bound=True)
+    _clear_window(conn, t.cost_records, placed=((r["bucket_start"], r["stream"]) for r in cost_values), **window)
+    upsert_costs(conn, cost_values)
+    return len(usage_values) + len(cost_values)
+
+
+def _clear_window(conn: Connection, table: Table, *, placed: Iterable[tuple[datetime, str]], org_id: int,
+                  connection_id: int, source: str, stream: str, bucket_width: str, start: datetime,
+                  end: datetime) -> None:
+    """Delete the window's rows from `table`; raise if a row to be written lies outside it (the
+    caller's transaction then takes the delete back)."""
+    c = table.c
+    conn.execute(delete(table).where(and_(
+        c.org_id == org_id, c.connection_id == connection_id, c.source == source, c.stream == stream,
+        c.bucket_width == bucket_width, c.bucket_start >= start, c.bucket_start < end)))
+    for bucket_start, row_stream in placed:
+        if not (start <= bucket_start < end) or row_stream != stream:
+            raise LedgerError(
+                f"A {source} record for {bucket_start:%Y-%m-%d %H:%M} ({row_stream}) lies outside "
+                f"the window being replaced ({stream} {start:%Y-%m-%d}..{end:%Y-%m-%d}); nothing was written.")
 
 
 def upsert_names(conn: Connection, org_id: int, connection_id: int, objects: Iterable[ProviderObject]) -> int:
