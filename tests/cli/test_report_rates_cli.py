@@ -127,3 +127,16 @@ def test_benchmark_commitments_and_reconcile_answer(synced: dict[str, str]) -> N
     assert rec and {r["day"] for r in rec} == {"2026-10-05"}
     moderation = [r for r in rec if r["model"] == "omni-moderation-latest"]
     assert all(r["estimated_cost"] is None and r["flagged"] for r in moderation)  # unknown: never priced at 0
+
+
+def test_reconcile_uses_a_negotiated_discount(synced: dict[str, str]) -> None:
+    args = ("report", "reconcile", "--from", "2026-10-05", "--to", "2026-10-05", "--provider", "openai",
+            "--format", "json")
+    before = {r["model"]: r for r in ok(*args, env=synced).json()}
+    ok("pricing", "set", "--id", "mini-deal", "--provider", "openai", "--model", "gpt-4o-mini*",
+       "--discount", "0.25", "--from", "2026-01-01", env=synced)
+    after = {r["model"]: r for r in ok(*args, env=synced).json()}
+    model = "gpt-4o-mini-2024-07-18"
+    expected = Decimal(before[model]["estimated_cost"]) * Decimal("0.75")  # both printed to 6 places
+    assert abs(Decimal(after[model]["estimated_cost"]) - expected) <= Decimal("0.000002")
+    assert after["gpt-4o-2024-08-06"]["estimated_cost"] == before["gpt-4o-2024-08-06"]["estimated_cost"]

@@ -5,12 +5,14 @@ Kept in one place so the CLI, the API and the dashboard price usage the same way
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from tallybook.analytics.optimize import UnitPrices
-from tallybook.pricing.catalog import list_cost, list_price, price_epochs
+from tallybook.pricing.catalog import list_cost, list_price, price_epochs, price_usage
+from tallybook.pricing.rules import Rule, apply_rules, rules_at
 
 
 class CatalogPricer:
@@ -32,6 +34,24 @@ class CatalogPricer:
 
 
 list_pricer = CatalogPricer()
+
+
+class NegotiatedPricer:
+    """The organisation's own cost of one group of usage: list price overlaid by its pricing rules
+    (negotiated rates and discounts in force on the day; markups are customer prices, not cost)."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = list(rules)
+
+    def __call__(self, provider: str, model: str | None, day: datetime,
+                 measures: dict[str, Any]) -> Decimal | None:
+        if not model:
+            return None
+        price = price_usage(measures, provider=provider, model=model, at=day)
+        if not self.rules:
+            return price.total
+        in_force = rules_at(self.rules, provider=provider, model=model, at=day)
+        return apply_rules(price, in_force, at=day).total if in_force else price.total
 
 
 def blended_list_price(provider: str, model: str, at: datetime) -> Decimal | None:

@@ -10,7 +10,9 @@ from tallybook.analytics.rollups import COST_GROUPS, USAGE_GROUPS, ReportError, 
 from tallybook.cli.common import (
     Context, Format, FormatOption, OrgOption, day_range, emit, handle_errors, parse_month, utcnow,
 )
+from tallybook.analytics.currency import converted_cost_report
 from tallybook.errors import ConfigError
+from tallybook.pricing.fx import org_currency
 
 report_app = typer.Typer(help="Usage and cost reports from the ledger.", no_args_is_help=True)
 
@@ -80,20 +82,30 @@ def costs(
     group_by: str = typer.Option("provider,model", "--group-by", "-g",
                                  help=f"Comma-separated, from: {', '.join(COST_GROUPS)}."),
     provider: list[str] = ProviderFilter, model: list[str] = ModelFilter, project: list[str] = ProjectFilter,
+    currency: str = typer.Option(None, "--currency", help="Report in this currency (default: the "
+                                 "organisation's), converting each day at the ECB rate; see `tallybook fx import`."),
     fmt: Format = FormatOption, org: str = OrgOption,
 ) -> None:
     """Vendor-reported costs for a window, grouped as asked; `amount` in the currency's main unit.
 
-    Example: tallybook report costs --from 2026-10-01 --to 2026-10-31 --group-by provider,project
+    Amounts in another currency than the organisation's (or --currency) are converted day by day
+    at the ECB reference rate, with the original amount, the rate and its date beside them.
+
+    Example: tallybook report costs --from 2026-10-01 --to 2026-10-31 --group-by provider,project --currency EUR
     """
     ctx = Context(org)
     query = build_query(ctx, date_from, date_to, month, group_by,
                         {"provider": provider, "model": model, "project": project})
+    fx_columns: list[str] = []
     try:
         with ctx.engine.connect() as conn:
             rows = cost_report(conn, query)
+            target = (currency or org_currency(conn, ctx.org_id)).upper()
+            if any(r["currency"] != target for r in rows):
+                rows = converted_cost_report(conn, query, target)
+                fx_columns = ["original_amount", "original_currency", "fx_rate", "fx_rate_date"]
     except ReportError as exc:
         raise ConfigError(str(exc)) from None
     names = [f"{g}_name" for g in query.group_by if f"{g}_name" in (rows[0] if rows else {})]
-    emit(rows, fmt, [*query.group_by, *names, "amount", "currency", "origin"],
+    emit(rows, fmt, [*query.group_by, *names, "amount", "currency", *fx_columns, "origin"],
          title=f"Costs {query.start:%Y-%m-%d} .. {query.end - timedelta(days=1):%Y-%m-%d} (vendor-reported)")

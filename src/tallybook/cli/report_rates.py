@@ -13,13 +13,14 @@ import typer
 
 from tallybook.analytics import benchmark as bm
 from tallybook.analytics.optimize import advise_commitment, parse_schedule, savings
-from tallybook.analytics.pricers import blended_list_price, list_pricer, unit_prices
+from tallybook.analytics.pricers import NegotiatedPricer, blended_list_price, list_pricer, unit_prices
 from tallybook.analytics.rates import RATE_GROUPS, rates
 from tallybook.analytics.reconcile import DEFAULT_THRESHOLD, reconcile
 from tallybook.analytics.rollups import ReportError, ReportQuery, cost_report
 from tallybook.cli.common import Context, Format, FormatOption, OrgOption, emit, err, handle_errors, parse_month, utcnow
 from tallybook.cli.report import FromOption, MonthOption, ToOption, build_query, report_app
 from tallybook.errors import ConfigError
+from tallybook.pricing.rules import load_rules
 
 benchmark_app = typer.Typer(help="Opt in to (or out of) the anonymous peer benchmark.", no_args_is_help=True)
 
@@ -181,13 +182,16 @@ def report_reconcile(
 ) -> None:
     """Per day and model: estimated vs vendor-reported cost, and metered vs reported tokens.
 
+    The estimate is list price, or the organisation's negotiated rate or discount where a pricing rule applies.
+
     Example: tallybook report reconcile --month 2026-10 --threshold 0.02 --flagged-only
     """
     ctx = Context(org)
     limit = _decimal(threshold, "--threshold")
     query = build_query(ctx, date_from, date_to, month, "", {"provider": provider})
     with ctx.engine.connect() as conn:
-        rows = [r.as_dict(limit) for r in reconcile(conn, query, list_pricer)]
+        pricer = NegotiatedPricer(load_rules(conn, ctx.org_id))  # list price unless a rule overrides it
+        rows = [r.as_dict(limit) for r in reconcile(conn, query, pricer)]
     if flagged_only:
         rows = [r for r in rows if r["flagged"]]
     emit(rows, fmt, ["day", "provider", "model", "reported_cost", "estimated_cost", "cost_delta", "cost_delta_pct",
