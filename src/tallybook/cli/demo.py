@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from decimal import Decimal
 
 import typer
 
+from tallybook.analytics.optimize import savings
+from tallybook.analytics.pricers import list_pricer, unit_prices
+from tallybook.analytics.rates import rates
 from tallybook.analytics.rollups import ReportQuery, cost_report, usage_report
 from tallybook.cli.common import Context, OrgOption, err, handle_errors, out, safe_url, utcnow
 from tallybook.cli.connect import save_key
@@ -58,13 +62,25 @@ def demo(
                             group_by=["provider"])
         costs = {r["provider"]: r for r in cost_report(conn, query)}
         usage = {r["provider"]: r for r in usage_report(conn, query)}
+        month = ReportQuery(org_id=ctx.org_id, start=midnight(utcnow()) - timedelta(days=30),
+                            end=midnight(utcnow()) + timedelta(days=1), group_by=["provider"])
+        effective = {r.group["provider"]: r for r in rates(conn, month, list_pricer=list_pricer)}
+        saving = sum((o.monthly_saving for o in savings(conn, month, unit_prices)), Decimal(0))
     out.print(f"\n[bold]tallybook demo[/]: {days} days synced in {elapsed:.1f} s into {safe_url(ctx.settings.database_url)}\n")
     for provider, row in sorted(usage.items()):
         cost = costs.get(provider)
         money = f"{fmt_amount(cost['amount'], 2)} {cost['currency']}" if cost else "no costs"
         out.print(f"  {provider:<10} {money:>16} (vendor-reported)   input {row['input_tokens']:,}  "
                   f"cached {row['cache_read_tokens']:,}  output {row['output_tokens']:,} tokens")
+    for provider, rate in sorted(effective.items()):
+        blended = "-" if rate.blended_rate is None else f"{rate.blended_rate:.2f}"
+        vs_list = "" if rate.discount is None else (
+            f", {abs(rate.discount) * 100:.1f} % {'below' if rate.discount >= 0 else 'above'} list price")
+        out.print(f"  {provider:<10} last 30 days: blended {blended} USD per 1M tokens (3:1, reported){vs_list}")
+    out.print(f"  potential saving: {fmt_amount(saving, 2)} USD per month (estimated; `tallybook report savings`)")
     out.print("\nTry: tallybook report costs --group-by provider,model\n"
+              "     tallybook report rates --group-by provider,model\n"
+              "     tallybook report benchmark    tallybook report anomalies    tallybook report forecast\n"
               "     tallybook report usage --group-by day --provider openai --format csv\n"
               "     tallybook fakes serve   (keeps the fake APIs up so `tallybook sync` works)")
 
