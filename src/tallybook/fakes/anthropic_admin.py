@@ -88,6 +88,8 @@ TOKEN_TYPES: dict[str, tuple[str, str, Decimal | None]] = {
 WEB_SEARCH_CENTS = Decimal("1")  # $10 per 1,000 searches
 CODE_EXECUTION_CENTS_PER_HOUR = Decimal("5")
 CENT_PLACES = Decimal("0.00001")
+# The demo organisation's negotiated deal: token prices 10 % below list.
+DEAL = Decimal("0.90")
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +359,7 @@ class AnthropicAdminFake:
                     price = input_mtok * multiplier * (2 if long_context else 1)
                 if batch:
                     price /= 2
+                price *= DEAL
                 description = f"{label}{' Batch' if batch else ''} Usage - {suffix}"
                 description += " (Long Context)" if long_context else ""
                 description += " (US)" if row.inference_geo == "us" else ""

@@ -117,6 +117,8 @@ TOKEN_PRICES = {
     "o3-mini-2025-01-31": (Decimal("1.10"), Decimal("0.55"), Decimal("4.40"), Decimal(0), Decimal(0)),
     "text-embedding-3-small": (Decimal("0.02"), Decimal(0), Decimal(0), Decimal(0), Decimal(0)),
 }
+# The demo organisation's negotiated deal: token prices 15 % below list, as an enterprise contract would be.
+DEAL = Decimal("0.85")
 TIER_FACTOR = {"batch": Decimal("0.5"), "flex": Decimal("0.5"), "priority": Decimal("1.75"), "default": Decimal(1)}
 IMAGE_PRICES = {  # USD per image
     ("dall-e-3", "1024x1024"): Decimal("0.040"),
@@ -402,7 +404,7 @@ class OpenAIAdminFake:
         next_day = day_start + DAY
         for row in self.rows("completions", day_start, next_day):
             model = row["model"]
-            p_in, p_cached, p_out, p_ain, p_aout = (p / MILLION for p in TOKEN_PRICES[model])
+            p_in, p_cached, p_out, p_ain, p_aout = (p * DEAL / MILLION for p in TOKEN_PRICES[model])
             factor = TIER_FACTOR["batch" if row["batch"] else row["service_tier"]]
             plain_in = row["input_text_tokens"] + row["input_image_tokens"] + row["input_cache_write_tokens"]
             add(row, f"{model}, input", plain_in, p_in * factor, "tokens")
@@ -411,7 +413,8 @@ class OpenAIAdminFake:
             add(row, f"{model}, audio input", row["input_audio_tokens"], p_ain * factor, "tokens")
             add(row, f"{model}, audio output", row["output_audio_tokens"], p_aout * factor, "tokens")
         for row in self.rows("embeddings", day_start, next_day):
-            add(row, f"{row['model']}, input", row["input_tokens"], TOKEN_PRICES[row["model"]][0] / MILLION, "tokens")
+            add(row, f"{row['model']}, input", row["input_tokens"], TOKEN_PRICES[row["model"]][0] * DEAL / MILLION,
+                "tokens")
         for row in self.rows("images", day_start, next_day):
             add(row, f"{row['model']}, images", row["images"], IMAGE_PRICES[row["model"], row["size"]], "images")
         for row in self.rows("audio_speeches", day_start, next_day):
