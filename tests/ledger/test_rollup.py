@@ -19,7 +19,7 @@ from tallybook.analytics.trends import trend
 from tallybook.ledger import rollup, store
 from tallybook.ledger import schema as t
 from tallybook.ledger.db import alembic_config, connect, migrate
-from tallybook.ledger.records import CostRecord, UsageRecord
+from tallybook.ledger.records import ATTRIBUTION_DIMENSIONS, CostRecord, UsageRecord
 
 from tests.cli.helpers import ok
 
@@ -209,7 +209,16 @@ def test_the_0003_upgrade_backfills_an_existing_ledger(tmp_path) -> None:  # typ
     command.upgrade(alembic_config(engine), "0002")
     with engine.begin() as conn:
         org = store.ensure_org(conn, "acme")
-    write(engine, org, records(seed=7), refresh=False)
+    data = records(seed=7)
+    with engine.begin() as conn:  # what today's write path stores, less the columns 0004 added
+        for provider, (source, connection) in SOURCES.items():
+            for key in ("usage", "hourly"):
+                rows = store.usage_rows(org, connection, [r for r in data[key] if r.provider == provider])
+                conn.execute(sa.insert(t.usage_records),
+                             [{k: v for k, v in row.items() if k not in ATTRIBUTION_DIMENSIONS} for row in rows])
+            store.replace_window(conn, org_id=org, connection_id=connection, source=source, stream="costs",
+                                 bucket_width="1d", start=START, end=END,
+                                 costs=[r for r in data["costs"] if r.provider == provider])
     migrate(engine)
     backfilled = rollup_rows(engine)
     assert backfilled["usage_daily"] and backfilled["cost_daily"]

@@ -26,6 +26,10 @@ TOKEN_MEASURES = (
     "requests",
 )
 
+# Who and what caused the usage (the gateway's attribution); last, see `usage_key`.
+ATTRIBUTION_DIMENSIONS = ("virtual_key", "customer", "feature", "business_unit")
+_UNATTRIBUTED = (None,) * len(ATTRIBUTION_DIMENSIONS)
+
 # Dimensions that make up a usage record's natural key, beside source/org/connection/stream/bucket.
 USAGE_DIMENSIONS = (
     "provider",
@@ -39,6 +43,7 @@ USAGE_DIMENSIONS = (
     "inference_geo",
     "detail",
     "unit",
+    *ATTRIBUTION_DIMENSIONS,
 )
 
 COST_DIMENSIONS = (
@@ -73,6 +78,17 @@ def natural_key(values: tuple[object, ...]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+def usage_key(dimensions: tuple[object, ...]) -> str:
+    """The natural key of a usage record's `USAGE_DIMENSIONS` values.
+
+    The attribution dimensions came later (schema 0004): left out while all unset, so every key
+    stored before them is found again and a re-synced day still replaces itself.
+    """
+    if dimensions[-len(ATTRIBUTION_DIMENSIONS):] == _UNATTRIBUTED:
+        dimensions = dimensions[:-len(ATTRIBUTION_DIMENSIONS)]
+    return natural_key(dimensions)
+
+
 # A record's natural-key dimensions as one tuple, read in C rather than by one getattr a field.
 usage_dimensions = attrgetter(*USAGE_DIMENSIONS)
 cost_dimensions = attrgetter(*COST_DIMENSIONS)
@@ -97,6 +113,10 @@ class UsageRecord:
     inference_geo: str | None = None
     detail: str | None = None  # any further dimension the source has (image size/source, ...)
     unit: str | None = None  # non-token unit: images, characters, seconds, storage_bytes, sessions, ...
+    virtual_key: str | None = None  # gateway attribution: the virtual key's public id
+    customer: str | None = None
+    feature: str | None = None
+    business_unit: str | None = None
     input_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_5m_tokens: int = 0
@@ -110,7 +130,7 @@ class UsageRecord:
     origin: str = "reported"
 
     def key(self) -> str:
-        return natural_key(usage_dimensions(self))
+        return usage_key(usage_dimensions(self))
 
     def as_row(self) -> dict[str, object]:
         return dataclasses.asdict(self)

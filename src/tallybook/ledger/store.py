@@ -23,8 +23,8 @@ from tallybook.ledger.records import (
     CostRecord,
     ProviderObject,
     UsageRecord,
-    natural_key,
     usage_dimensions,
+    usage_key,
 )
 from tallybook.money import to_nanos
 
@@ -133,7 +133,7 @@ def _usage_values(org_id: int, connection_id: int, records: Iterable[UsageRecord
             bound = list(dims)
             for i, process in bind_dims:
                 bound[i] = process(bound[i])
-            found = keys[typed] = (natural_key(dims), tuple(bound))
+            found = keys[typed] = (usage_key(dims), tuple(bound))
         key, bound_dims = found
         source, stream, bucket_start, bucket_width = _usage_head(r)
         start = bucket_start
