@@ -83,8 +83,10 @@ class Budget:
 
 
 def period_start(period: str, at: datetime) -> datetime:
-    """The UTC start of the day or month holding `at` (naive, as the ledger stores it)."""
-    start = at.astimezone(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+    """The UTC start of the day or month holding `at` (naive `at` is UTC), naive as the ledger stores it."""
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC).replace(tzinfo=None)
+    start = at.replace(hour=0, minute=0, second=0, microsecond=0)
     return start.replace(day=1) if period == "month" else start
 
 
