@@ -25,7 +25,7 @@ from tallybook.money import from_nanos
 PERIODS = ("hour", "day", "week", "month", "quarter", "year")
 USAGE_GROUPS = (
     "provider", "model", "project", "api_key", "user", "service_tier", "batch", "context_window",
-    "inference_geo", "source", "stream", "unit", *PERIODS,
+    "inference_geo", "source", "stream", "unit", "virtual_key", "customer", "feature", "business_unit", *PERIODS,
 )
 COST_GROUPS = (
     "provider", "model", "project", "api_key", "line_item", "token_type", "cost_type", "service_tier",

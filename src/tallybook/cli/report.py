@@ -45,6 +45,17 @@ MonthOption = typer.Option(None, "--month", help="A calendar month, YYYY-MM (ins
 ProviderFilter = typer.Option(None, "--provider", help="Only these providers (repeatable).")
 ModelFilter = typer.Option(None, "--model", help="Only these models, as the provider names them (repeatable).")
 ProjectFilter = typer.Option(None, "--project", help="Only these project/workspace ids (repeatable).")
+SourceFilter = typer.Option(None, "--source", help="Only these sources (repeatable): openai_admin, "
+                            "anthropic_admin, gateway, csv:<name>, ...")
+
+
+def origin_note(sources: list[str] | None) -> str:
+    """What the figures are: the gateway meters (or estimates) usage, every other source reports it."""
+    if sources and set(sources) == {"gateway"}:
+        return "metered by the gateway"
+    if sources and "gateway" in sources:
+        return "reported, and metered by the gateway"
+    return "reported" if sources else "all sources"
 
 
 @report_app.command("usage")
@@ -54,17 +65,18 @@ def usage(
     group_by: str = typer.Option("provider,model", "--group-by", "-g",
                                  help=f"Comma-separated, from: {', '.join(USAGE_GROUPS)}."),
     provider: list[str] = ProviderFilter, model: list[str] = ModelFilter, project: list[str] = ProjectFilter,
-    fmt: Format = FormatOption, org: str = OrgOption,
+    source: list[str] = SourceFilter, fmt: Format = FormatOption, org: str = OrgOption,
 ) -> None:
-    """Token and unit usage for a window (vendor-reported), grouped as asked.
+    """Token and unit usage for a window (vendor-reported, and metered by the gateway), grouped as asked.
 
-    `input_tokens` is uncached input; cache reads and writes are separate measures.
+    `input_tokens` is uncached input; cache reads and writes are separate measures. The gateway's
+    usage (`--source gateway`) can be grouped by virtual_key, customer, feature and business_unit.
 
-    Example: tallybook report usage --month 2026-10 --group-by provider,model --format json
+    Example: tallybook report usage --source gateway --group-by customer,feature,model --format json
     """
     ctx = Context(org)
     query = build_query(ctx, date_from, date_to, month, group_by,
-                        {"provider": provider, "model": model, "project": project})
+                        {"provider": provider, "model": model, "project": project, "source": source})
     try:
         with ctx.engine.connect() as conn:
             rows = usage_report(conn, query)
@@ -72,7 +84,7 @@ def usage(
         raise ConfigError(str(exc)) from None
     names = [f"{g}_name" for g in query.group_by if f"{g}_name" in (rows[0] if rows else {})]
     emit(rows, fmt, [*query.group_by, *names, *USAGE_COLUMNS],
-         title=f"Usage {query.start:%Y-%m-%d} .. {query.end - timedelta(days=1):%Y-%m-%d} (reported)")
+         title=f"Usage {query.start:%Y-%m-%d} .. {query.end - timedelta(days=1):%Y-%m-%d} ({origin_note(source)})")
 
 
 @report_app.command("costs")
@@ -82,6 +94,7 @@ def costs(
     group_by: str = typer.Option("provider,model", "--group-by", "-g",
                                  help=f"Comma-separated, from: {', '.join(COST_GROUPS)}."),
     provider: list[str] = ProviderFilter, model: list[str] = ModelFilter, project: list[str] = ProjectFilter,
+    source: list[str] = SourceFilter,
     currency: str = typer.Option(None, "--currency", help="Report in this currency (default: the "
                                  "organisation's), converting each day at the ECB rate; see `tallybook fx import`."),
     fmt: Format = FormatOption, org: str = OrgOption,
@@ -95,7 +108,7 @@ def costs(
     """
     ctx = Context(org)
     query = build_query(ctx, date_from, date_to, month, group_by,
-                        {"provider": provider, "model": model, "project": project})
+                        {"provider": provider, "model": model, "project": project, "source": source})
     fx_columns: list[str] = []
     try:
         with ctx.engine.connect() as conn:
