@@ -51,6 +51,21 @@ class Settings(BaseSettings):
         description="Stop a sync when a provider sends an unknown non-null field (it could merge distinct rows).",
     )
 
+    gateway_max_body_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="Largest request body the gateway forwards; larger ones get 413."
+    )
+    gateway_upstream_timeout: float = Field(
+        300.0, gt=0, description="Seconds the gateway waits for an upstream's next byte before answering 504."
+    )
+    gateway_passthrough_keys: bool = Field(
+        False,
+        description="Forward the client's own provider key (Authorization / x-api-key) when it sends its "
+        "virtual key in X-Tallybook-Key; otherwise the vault's key is used.",
+    )
+    gateway_gpu_hour_cost: str | None = Field(
+        None, description="USD per GPU-hour that prices Ollama requests (unset: they stay unpriced)."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

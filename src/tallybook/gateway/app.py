@@ -1,0 +1,439 @@
+"""The gateway as a pure ASGI app: route, authenticate, admit, forward, meter, answer.
+
+    create_app(keys=, limits=, spool=, upstreams=, settings=) -> Gateway
+
+One request, in order (each step answers in the provider's own error envelope when it refuses):
+  1. route         (method, path) -> endpoint and API shape; /healthz, /readyz, /metrics besides
+  2. authenticate  the virtual key from `Authorization: Bearer`, `x-api-key` or `X-Tallybook-Key`   401
+  3. read          the body, at most TALLYBOOK_GATEWAY_MAX_BODY_BYTES                                 413
+  4. parse         a JSON object                                                                       400
+  5. choose        the provider (X-LLM-Provider, else the model's name) and its upstream               404
+  6. admit         rate limit (in memory) and budget reservation (no I/O for keys without one)       429
+  7. forward       headers and body untouched, but for credentials and stream_options.include_usage
+  8. answer        non-stream: meter, make the event durable, then send the body;
+                   stream: relay chunk by chunk, make the event durable before the terminal event
+Upstream failures are 502 (connection) or 504 (timeout). Nothing on this path touches the database:
+keys come from the KeyCache (refreshed in a worker thread), events go to the Spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import httpx
+
+from tallybook.config import Settings
+from tallybook.gateway.events import Usage, UsageEvent, new_event_id, utcnow
+from tallybook.gateway.keys import PREFIX, KeyCache, KeyInfo, key_hint
+from tallybook.gateway.metering import Meter, estimate_usage
+from tallybook.gateway.metrics import Metrics
+from tallybook.gateway.providers.base import Dialect, StreamTracker, Upstream, Upstreams
+from tallybook.gateway.routing import ROUTES, Route, RouteError, choose_provider, error_response, request_model
+
+try:
+    from tallybook.gateway.limits import BudgetExceeded
+except ImportError:  # limits.py lands separately; until then no budget can be exceeded
+    class BudgetExceeded(Exception):  # type: ignore[no-redef]
+        resets_at = None
+
+log = logging.getLogger(__name__)
+Scope = dict[str, Any]
+# Headers the gateway owns on the way up: credentials, routing, attribution and framing.
+DROP_UP = frozenset({b"host", b"content-length", b"authorization", b"x-api-key", b"connection", b"keep-alive",
+                     b"transfer-encoding", b"te", b"upgrade", b"accept-encoding", b"x-llm-provider",
+                     b"proxy-authorization", b"x-tallybook-key", b"x-tallybook-customer", b"x-tallybook-feature",
+                     b"x-tallybook-business-unit", b"x-tallybook-tags"})
+# ... and on the way down (uvicorn sets its own date, server and framing).
+DROP_DOWN = frozenset({b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"})
+JSON = (b"content-type", b"application/json")
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived."""
+
+
+class Call:
+    """What the gateway knows of one request as it goes (one object per request, slotted)."""
+
+    __slots__ = ("route", "headers", "started", "ts", "key", "provider", "model", "body", "idem", "event_id",
+                 "reservation", "estimate", "upstream", "dialect")
+
+    def __init__(self, route: Route, headers: dict[bytes, bytes]) -> None:
+        self.route, self.headers = route, headers
+        self.started, self.ts = time.perf_counter(), utcnow()
+        self.key: KeyInfo | None = None
+        self.provider: str = route.providers[0]
+        self.model: str | None = None
+        self.body: dict[str, Any] = {}
+        idem = headers.get(b"idempotency-key")
+        self.idem = idem.decode("utf-8", "replace")[:200] if idem else None
+        self.event_id = ""
+        self.reservation: Any = None
+        self.estimate = 0  # tokens told to the rate limiter
+        self.upstream: Upstream | None = None
+        self.dialect: Dialect | None = None
+
+
+class Gateway:
+    def __init__(self, *, keys: KeyCache, limits: Any, spool: Any, upstreams: Upstreams, settings: Settings,
+                 meter: Meter | None = None, metrics: Metrics | None = None) -> None:
+        self.keys, self.limits, self.spool, self.upstreams = keys, limits, spool, upstreams
+        self.max_body = settings.gateway_max_body_bytes
+        self.passthrough = settings.gateway_passthrough_keys
+        gpu = settings.gateway_gpu_hour_cost
+        self.meter = meter or Meter(gpu_hour_cost=Decimal(gpu) if gpu else None)
+        self.metrics = metrics or Metrics()
+        self._refreshing = False
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop serving us, for a clean shutdown
+
+    async def aclose(self) -> None:
+        """Close the upstreams' connection pools (lifespan shutdown does this under uvicorn)."""
+        await self.upstreams.aclose()
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            route = ROUTES.get((scope["method"], scope["path"]))
+            if route is not None:
+                await self.proxy(route, scope, receive, send)
+            else:
+                await self.operations(scope, send)
+        elif scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await self.upstreams.aclose()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    # -- operations ---------------------------------------------------------------------------------------
+
+    async def operations(self, scope: Scope, send: Any) -> None:
+        path = scope["path"]
+        if path == "/healthz":
+            await _respond(send, 200, b'{"status":"ok"}', [JSON])
+        elif path == "/readyz":
+            # Ready: an upstream to send to, and a key snapshot that is refreshing (the database answers).
+            age = time.monotonic() - getattr(self.keys, "_loaded_at", 0.0)
+            ready = len(self.upstreams) > 0 and age < 10 * self.keys.refresh_seconds + 30
+            body = json.dumps({"status": "ready" if ready else "not ready", "upstreams": len(self.upstreams)})
+            await _respond(send, 200 if ready else 503, body.encode(), [JSON])
+        elif path == "/metrics":
+            await _respond(send, 200, self.metrics.render(), [(b"content-type", self.metrics.content_type.encode())])
+        else:
+            message = f"No route {scope['method']} {path}. The gateway serves /v1/chat/completions, " \
+                      "/v1/responses, /v1/embeddings, /v1/models, /v1/messages and /v1/messages/count_tokens."
+            await _respond(send, 404, error_response("openai", 404, message), [JSON])
+
+    def _refresh_keys(self) -> None:
+        """Start a key refresh in a worker thread when the snapshot is stale; never wait for it."""
+        if self._refreshing or not self.keys.stale():
+            return
+        self._refreshing = True
+
+        def refresh() -> None:
+            try:
+                self.keys.refresh()
+            except Exception:  # the database is away: keep serving the last snapshot
+                log.exception("virtual key refresh failed; serving the previous snapshot")
+            finally:
+                self._refreshing = False
+
+        asyncio.get_running_loop().run_in_executor(None, refresh)
+
+    # -- the proxy ----------------------------------------------------------------------------------------
+
+    async def proxy(self, route: Route, scope: Scope, receive: Any, send: Any) -> None:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        self._refresh_keys()
+        call = Call(route, dict(scope["headers"]))
+        try:
+            provider_key = self.authenticate(call)
+            raw = await self.read_body(call, receive) if route.has_body else b""
+            if route.has_body:
+                try:
+                    body = json.loads(raw)
+                except ValueError as exc:
+                    raise RouteError(400, f"The request body is not valid JSON ({exc}); send a JSON object.") from None
+                if not isinstance(body, dict):
+                    raise RouteError(400, "The request body must be a JSON object.")
+                call.body = body
+            call.model = request_model(call.body)
+            header = call.headers.get(b"x-llm-provider")
+            call.provider = choose_provider(route, header.decode("latin-1") if header else None, call.model)
+            assert call.key is not None
+            upstream = self.upstreams.find(call.key.org_id, call.provider)
+            if upstream is None:
+                raise RouteError(404, f"No {call.provider} upstream is configured for this organisation; "
+                                      f"add one with `tallybook providers add {call.provider}`.")
+            url = upstream.url(route.endpoint)
+            if url is None:
+                raise RouteError(404, f"{call.provider} has no {route.endpoint} endpoint behind the gateway.")
+            call.upstream, call.dialect = upstream, upstream.dialect(route.endpoint)
+            await self.admit(call, len(raw))
+        except ClientGone:
+            return
+        except RouteError as exc:
+            await self.refuse(call, send, exc)
+            return
+        raw, strip = _with_stream_usage(route, call.body, raw)
+        up = [(k, v) for k, v in scope["headers"] if k not in DROP_UP and not k.startswith(b"x-tallybook-")]
+        up += upstream.auth_headers(provider_key or upstream.api_key)
+        up.append((b"accept-encoding", b"identity"))  # usage must be readable from the bytes we relay
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        call.event_id = new_event_id(call.idem, scope=call.key.id)
+        request = upstream.client.build_request(scope["method"], url, headers=up, content=raw or None)
+        try:
+            response = await upstream.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            await self.upstream_failed(call, send, 504, f"{call.provider} did not answer in time; try again.")
+            return
+        except httpx.HTTPError as exc:
+            await self.upstream_failed(call, send, 502, f"The gateway could not reach {call.provider}: "
+                                                        f"{type(exc).__name__}. Try again shortly.")
+            return
+        down = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in DROP_DOWN]
+        down.append((b"x-tallybook-event-id", call.event_id.encode()))
+        kind = response.headers.get("content-type", "")
+        if response.status_code == 200 and ("event-stream" in kind or "ndjson" in kind):
+            await self.relay_stream(call, response, down, strip, receive, send)
+        else:
+            await self.relay_body(call, response, down, send)
+
+    def authenticate(self, call: Call) -> str | None:
+        """Find the virtual key; return the client's provider key when pass-through applies."""
+        headers = call.headers
+        auth = headers.get(b"authorization", b"")
+        given = auth[7:].strip() if auth[:7].lower() == b"bearer " else headers.get(b"x-api-key")
+        explicit = headers.get(b"x-tallybook-key")
+        secret = (explicit or given or b"").decode("latin-1").strip()
+        if not secret:
+            raise RouteError(401, "No virtual key: send it as `Authorization: Bearer tb-...` or `x-api-key: tb-...`"
+                                  " (create one with `tallybook keys create`).")
+        call.key = self.keys.authenticate(secret)
+        if call.key is None:
+            shown = key_hint(secret) if secret.startswith(PREFIX) else "that is not a tallybook key (tb-...)"
+            raise RouteError(401, f"The virtual key {shown} is unknown or revoked; use an active key "
+                                  "(`tallybook keys list`).")
+        return given.decode("latin-1") if explicit and given and self.passthrough else None
+
+    async def read_body(self, call: Call, receive: Any) -> bytes:
+        declared = call.headers.get(b"content-length")
+        too_big = RouteError(413, f"The request body is larger than the gateway's limit of {self.max_body:,} bytes "
+                                  "(TALLYBOOK_GATEWAY_MAX_BODY_BYTES).")
+        if declared and declared.isdigit() and int(declared) > self.max_body:
+            raise too_big
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise too_big
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def admit(self, call: Call, body_bytes: int) -> None:
+        if self.limits is None:
+            return
+        key = call.key
+        assert key is not None and call.dialect is not None
+        call.estimate = body_bytes // 4 + _output_cap(call.body)
+        wait = self.limits.check_rate(key, call.estimate)
+        if wait is not None:
+            raise RouteError(429, f"Rate limit of virtual key {key.name} reached; retry in {math.ceil(wait)} s.",
+                             headers=[(b"retry-after", str(max(math.ceil(wait), 1)).encode())])
+        customer = _header(call.headers, b"x-tallybook-customer") or key.customer
+        if not self.limits.budgets_for(key, customer):
+            return  # no budget: no upper bound to price, no reservation to settle
+        bound = self.meter.upper_bound(call.provider, call.model, call.ts, call.body, call.dialect, body_bytes)
+        try:
+            call.reservation = await self.limits.reserve(key, customer, bound)
+        except BudgetExceeded as exc:
+            wait = max(math.ceil((exc.resets_at - utcnow()).total_seconds()), 1) if exc.resets_at else 60
+            raise RouteError(429, f"{exc}. Raise the budget (`tallybook keys update`) or wait until then.",
+                             headers=[(b"retry-after", str(wait).encode())]) from None
+
+    # -- answers ------------------------------------------------------------------------------------------
+
+    async def relay_body(self, call: Call, response: httpx.Response, down: list[tuple[bytes, bytes]],
+                         send: Any) -> None:
+        try:
+            content = await response.aread()
+        except httpx.TimeoutException:
+            await self.upstream_failed(call, send, 504, f"{call.provider} stopped answering; try again.")
+            return
+        except httpx.HTTPError as exc:
+            await self.upstream_failed(call, send, 502, f"{call.provider} broke off its answer: {type(exc).__name__}.")
+            return
+        finally:
+            await response.aclose()
+        status, usage = response.status_code, Usage()
+        if status == 200 and call.dialect is not None:
+            data = _json_object(content)
+            found = call.dialect.usage(data) if data is not None else None
+            usage = found if found is not None else estimate_usage(call.dialect, call.body, None)
+            if data is not None:
+                call.model = call.dialect.model(data) or call.model
+        event = await self.record(call, status, "ok" if status < 400 else "upstream_error", usage, False,
+                                  response.headers)
+        down.append((b"content-length", str(len(content)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": down})
+        await send({"type": "http.response.body", "body": content})
+        await self.settle(call, event)
+
+    async def relay_stream(self, call: Call, response: httpx.Response, down: list[tuple[bytes, bytes]],
+                           strip: bool, receive: Any, send: Any) -> None:
+        assert call.dialect is not None
+        tracker = StreamTracker(call.dialect, strip_usage=strip)
+        state: dict[str, Any] = {"event": None, "outcome": "ok", "gone": False}
+
+        async def finish(outcome: str) -> UsageEvent:
+            usage = tracker.usage
+            if outcome != "ok" or usage is None or not tracker.terminated:
+                usage = estimate_usage(call.dialect, call.body, tracker)  # type: ignore[arg-type]
+            call.model = tracker.saw_model() or call.model
+            return await self.record(call, 200, outcome, usage, True, response.headers)
+
+        async def relay() -> None:
+            try:
+                async for chunk in response.aiter_raw():
+                    now, held = tracker.feed(chunk)
+                    if now:
+                        await send({"type": "http.response.body", "body": now, "more_body": True})
+                    if held:
+                        state["event"] = await finish("ok")
+                        await send({"type": "http.response.body", "body": held, "more_body": True})
+            except httpx.HTTPError:
+                state["outcome"] = "upstream_error"
+            except OSError:  # the client went away while we wrote to it
+                state["gone"] = True
+
+        async def watch(scope: anyio.CancelScope) -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            state["gone"] = True
+            scope.cancel()
+
+        await send({"type": "http.response.start", "status": 200, "headers": down})
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch, group.cancel_scope)
+            await relay()
+            group.cancel_scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+            event = state["event"]
+            if event is None:
+                rest = tracker.flush()
+                outcome = "cancelled" if state["gone"] else state["outcome"]
+                if outcome == "ok" and not tracker.terminated:
+                    outcome = "upstream_error"  # the upstream ended the stream without finishing it
+                event = await finish(outcome)
+                if rest and not state["gone"]:
+                    await send({"type": "http.response.body", "body": rest, "more_body": True})
+            if not state["gone"]:
+                try:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                except OSError:
+                    pass
+            await self.settle(call, event)
+
+    async def record(self, call: Call, status: int, outcome: str, usage: Usage, streamed: bool,
+                     upstream_headers: Any = None) -> UsageEvent:
+        """Build the event, make it durable, count it."""
+        assert call.key is not None
+        request_id = None
+        if upstream_headers is not None:
+            request_id = upstream_headers.get("x-request-id") or upstream_headers.get("request-id")
+        event = self.meter.event(
+            key=call.key, ts=call.ts, provider=call.provider, model=call.model, endpoint=call.route.endpoint,
+            streamed=streamed, status=status, outcome=outcome, usage=usage,
+            latency_ms=int((time.perf_counter() - call.started) * 1000), headers=call.headers,
+            idempotency_key=call.idem, upstream_request_id=request_id, event_id=call.event_id or None)
+        await self.spool.append(event)
+        self.metrics.observe(event)
+        return event
+
+    async def settle(self, call: Call, event: UsageEvent) -> None:
+        if self.limits is None or call.key is None:
+            return
+        if call.key.tpm is not None:
+            self.limits.record_tokens(call.key, event.usage.total_tokens, estimated=call.estimate)
+        if call.reservation is not None:
+            try:
+                await self.limits.settle(call.reservation, event.list_cost)
+            except Exception:
+                log.exception("settling the budget reservation of event %s failed", event.event_id)
+
+    async def refuse(self, call: Call, send: Any, exc: RouteError) -> None:
+        """Answer a request the gateway will not forward; meter it when the key is known."""
+        self.metrics.refused.labels(str(exc.status)).inc()
+        if call.key is not None:
+            await self.record(call, exc.status, "rejected", Usage(), bool(call.body.get("stream")))
+        await _respond(send, exc.status, error_response(call.route.shape, exc.status, exc.message),
+                       [JSON, *exc.headers])
+
+    async def upstream_failed(self, call: Call, send: Any, status: int, message: str) -> None:
+        event = await self.record(call, status, "upstream_error", Usage(), bool(call.body.get("stream")))
+        await _respond(send, status, error_response(call.route.shape, status, message), [JSON])
+        await self.settle(call, event)
+
+
+def create_app(*, keys: KeyCache, limits: Any, spool: Any, upstreams: Upstreams | list[Upstream],
+               settings: Settings, meter: Meter | None = None, metrics: Metrics | None = None) -> Gateway:
+    """The gateway ASGI app. `limits` may be None (no rate limits or budgets)."""
+    if not isinstance(upstreams, Upstreams):
+        upstreams = Upstreams(upstreams)
+    return Gateway(keys=keys, limits=limits, spool=spool, upstreams=upstreams, settings=settings, meter=meter,
+                   metrics=metrics)
+
+
+def _with_stream_usage(route: Route, body: dict[str, Any], raw: bytes) -> tuple[bytes, bool]:
+    """Ask an OpenAI-shaped stream for its usage chunk; True when the client did not ask for it."""
+    if route.endpoint != "chat.completions" or body.get("stream") is not True:
+        return raw, False
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return raw, False
+    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return json.dumps(body, separators=(",", ":")).encode(), True
+
+
+def _output_cap(body: dict[str, Any]) -> int:
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        if isinstance(body.get(name), int):
+            return int(body[name])
+    return 0
+
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("utf-8", "replace").strip() or None if value else None
+
+
+def _json_object(content: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

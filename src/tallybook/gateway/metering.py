@@ -1,0 +1,130 @@
+"""Turn one proxied request into one UsageEvent: attribution, usage, status, list price.
+
+    Meter(settings, catalog=None)
+      .event(...) -> UsageEvent                 attribution from the key, overridden by headers
+      .price(event)                             list_cost and price_version (None when unknown)
+      .estimate(dialect, body, tracker, seen)   a tokenizer count for a stream that ended without usage
+
+Ollama is priced by GPU time at TALLYBOOK_GATEWAY_GPU_HOUR_COST (unset: unpriced, never zero).
+Tokenizer estimates use tiktoken's o200k_base where its data is installed, else 4 characters a
+token; either way the event says `origin="estimated"`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from tallybook.gateway.events import Usage, UsageEvent, new_event_id
+from tallybook.gateway.keys import KeyInfo
+from tallybook.gateway.providers.base import Dialect, StreamTracker
+from tallybook.pricing.catalog import Catalog, price_usage
+
+log = logging.getLogger(__name__)
+_encoding: Any = None
+_encoding_tried = False
+
+
+def count_tokens(text: str) -> int:
+    """Tokens in `text` by tiktoken's o200k_base when its data is at hand, else ~4 characters a token."""
+    global _encoding, _encoding_tried
+    if not text:
+        return 0
+    if not _encoding_tried:
+        _encoding_tried = True
+        try:
+            import tiktoken
+
+            _encoding = tiktoken.get_encoding("o200k_base")
+        except Exception as exc:  # no network and no cached BPE file: fall back, say so once
+            log.warning("tiktoken o200k_base unavailable (%s); estimating 4 characters a token", exc)
+    if _encoding is not None:
+        return len(_encoding.encode(text, disallowed_special=()))
+    return (len(text) + 3) // 4
+
+
+def estimate_usage(dialect: Dialect, body: dict[str, Any], tracker: StreamTracker | None) -> Usage:
+    """Usage for a request whose answer carried none (or only part): what the provider said, with
+    the rest counted from the prompt and the text seen so far."""
+    seen = tracker.usage if tracker is not None else None
+    if seen is not None:
+        usage = replace(seen, origin="estimated")
+    else:
+        texts = dialect.prompt_texts(body)
+        usage = Usage(input_tokens=sum(count_tokens(t) + 4 for t in texts) + 3 if texts else 0, origin="estimated")
+    if tracker is not None and usage.output_tokens <= 1:
+        usage.output_tokens = max(usage.output_tokens, count_tokens(tracker.output_text()))
+    return usage
+
+
+class Meter:
+    def __init__(self, *, gpu_hour_cost: Decimal | None = None, catalog: Catalog | None = None) -> None:
+        self.gpu_hour_cost = gpu_hour_cost
+        self.catalog = catalog
+
+    def event(
+        self, *, key: KeyInfo, ts: datetime, provider: str, model: str | None, endpoint: str, streamed: bool,
+        status: int, outcome: str, usage: Usage, latency_ms: int, headers: dict[bytes, bytes],
+        idempotency_key: str | None, upstream_request_id: str | None, event_id: str | None = None,
+    ) -> UsageEvent:
+        from tallybook.gateway.routing import parse_tags
+
+        def header(name: bytes) -> str | None:
+            value = headers.get(name)
+            return value.decode("utf-8", "replace").strip()[:200] or None if value else None
+
+        if provider == "ollama" and usage.gpu_seconds is None and outcome != "rejected":
+            usage.gpu_seconds = Decimal(latency_ms) / 1000  # the OpenAI-compatible API reports no durations
+        event = UsageEvent(
+            event_id=event_id or new_event_id(idempotency_key, scope=key.id), org_id=key.org_id, ts=ts,
+            provider=provider, model=model, endpoint=endpoint, streamed=streamed, status=status,
+            outcome=outcome, usage=usage, latency_ms=latency_ms, virtual_key=key.id,
+            customer=header(b"x-tallybook-customer") or key.customer,
+            feature=header(b"x-tallybook-feature") or key.feature,
+            business_unit=header(b"x-tallybook-business-unit") or key.business_unit,
+            tags=parse_tags(header(b"x-tallybook-tags")), idempotency_key=idempotency_key,
+            upstream_request_id=upstream_request_id)
+        self.price(event)
+        return event
+
+    def price(self, event: UsageEvent) -> None:
+        usage = event.usage
+        if event.provider == "ollama":
+            if usage.gpu_seconds is not None and self.gpu_hour_cost is not None:
+                event.list_cost = usage.gpu_seconds * self.gpu_hour_cost / 3600
+                event.price_version = f"gpu-hour:{self.gpu_hour_cost}"
+            return
+        if usage.total_tokens == 0:
+            event.list_cost = Decimal(0) if event.outcome != "rejected" else None
+            return
+        try:
+            price = price_usage({**_measures(usage), "requests": 1}, provider=event.provider, model=event.model,
+                                at=event.ts, catalog=self.catalog)
+        except Exception:  # a pricing bug must not fail the request; the event stays unpriced
+            log.exception("pricing %s/%s failed", event.provider, event.model)
+            return
+        event.list_cost, event.currency, event.price_version = price.total, price.currency, price.price_version
+
+    def upper_bound(self, provider: str, model: str | None, at: datetime, body: dict[str, Any],
+                    dialect: Dialect, body_bytes: int) -> Decimal:
+        """The most a request can cost: its prompt (a byte count bounds its tokens) and its output cap."""
+        cap = 0
+        for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+            if isinstance(body.get(name), int):
+                cap = int(body[name])
+                break
+        usage = {"input_tokens": body_bytes // 3 + 1, "output_tokens": cap or 4096, "requests": 1}
+        if provider == "ollama":
+            return Decimal(0)
+        total = price_usage(usage, provider=provider, model=model, at=at, catalog=self.catalog).total
+        return total if total is not None else Decimal(0)
+
+
+def _measures(usage: Usage) -> dict[str, Any]:
+    return {"input_tokens": usage.input_tokens, "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_5m_tokens": usage.cache_write_5m_tokens,
+            "cache_write_1h_tokens": usage.cache_write_1h_tokens, "output_tokens": usage.output_tokens,
+            "audio_input_tokens": usage.audio_input_tokens, "audio_output_tokens": usage.audio_output_tokens}

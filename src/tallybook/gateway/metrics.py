@@ -1,0 +1,49 @@
+"""Prometheus metrics of one gateway app, in its own registry (so tests can build many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from tallybook.gateway.events import UsageEvent
+
+TOKEN_KINDS = ("input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
+               "output_tokens", "reasoning_tokens")
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.requests = Counter("tallybook_gateway_requests", "Requests metered, by outcome.",
+                                ("provider", "endpoint", "outcome", "status"), registry=self.registry)
+        self.tokens = Counter("tallybook_gateway_tokens", "Tokens metered, by kind and origin.",
+                              ("provider", "kind", "origin"), registry=self.registry)
+        self.cost = Counter("tallybook_gateway_list_cost_usd", "List cost of priced requests, USD.",
+                            ("provider",), registry=self.registry)
+        self.unpriced = Counter("tallybook_gateway_unpriced_requests", "Requests whose model has no price.",
+                                ("provider",), registry=self.registry)
+        self.latency = Histogram("tallybook_gateway_request_seconds", "Time from request to last byte.",
+                                 ("provider", "endpoint"), registry=self.registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120))
+        self.refused = Counter("tallybook_gateway_refused", "Requests answered by the gateway itself.",
+                               ("status",), registry=self.registry)
+
+    def observe(self, event: UsageEvent) -> None:
+        provider = event.provider
+        self.requests.labels(provider, event.endpoint, event.outcome, str(event.status)).inc()
+        self.latency.labels(provider, event.endpoint).observe(event.latency_ms / 1000)
+        usage = event.usage
+        for kind in TOKEN_KINDS:
+            value = getattr(usage, kind)
+            if value:
+                self.tokens.labels(provider, kind, usage.origin).inc(value)
+        if event.list_cost is not None:
+            if event.currency == "USD":
+                self.cost.labels(provider).inc(float(event.list_cost))
+        elif event.outcome != "rejected":
+            self.unpriced.labels(provider).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
