@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tallybook.gateway import spool as spooling
-from tallybook.gateway.flusher import Flusher
+from tallybook.gateway.flusher import Flusher, rebuild
 from tallybook.gateway.spool import Spool
 from tallybook.ledger import schema as t
 from tallybook.ledger import store
@@ -83,6 +83,22 @@ def test_usage_records_per_customer_equal_the_sum_of_their_events(engine: sa.Eng
         daily = conn.execute(sa.select(sa.func.sum(t.usage_daily.c.requests))
                              .where(t.usage_daily.c.source == "gateway")).scalar_one()
     assert int(daily) == 60
+
+
+def test_batch_after_batch_the_buckets_equal_a_rebuild_from_the_events(engine: sa.Engine, tmp_path: Path) -> None:
+    org_id = org(engine)
+    events = [event(n, org_id=org_id, customer=f"customer-{n % 4}", origin="estimated" if n % 5 == 0 else "metered",
+                    ts=HOUR.replace(day=24 + n % 2, hour=n % 24, minute=n % 60)) for n in range(150)]
+    flusher = Flusher(engine, tmp_path, batch_events=7)
+    for at in range(0, 150, 40):
+        spooled(tmp_path, events[at:at + 40])
+        flusher.flush_once()
+    group = ("bucket_start", "stream", "customer", "virtual_key", "origin", "detail")
+    incremental = (records(engine, "1h", *group), records(engine, "1d", *group))
+    assert records(engine, "1d", "customer") == expected(events, "customer")
+    with engine.begin() as conn:
+        rebuild(conn, org_id, HOUR.replace(hour=0), HOUR.replace(day=26, hour=0))
+    assert (records(engine, "1h", *group), records(engine, "1d", *group)) == incremental
 
 
 def test_replaying_a_flushed_segment_counts_nothing_twice(engine: sa.Engine, tmp_path: Path) -> None:

@@ -8,9 +8,11 @@
     await flusher.stop()      # and this flushes it
 
 Each batch of lines is one transaction: the events go into `usage_events` (a known `event_id` is
-skipped, so a replayed line or a retried request counts once), the hourly and daily
-`usage_records` buckets they fall in are rebuilt from `usage_events` (source "gateway", one stream
-per endpoint), and the daily rollup is refreshed. Only after that commit is a segment deleted, so a
+skipped, so a replayed line or a retried request counts once), exactly the new events are added to
+the hourly and daily `usage_records` buckets they fall in (source "gateway", one stream per
+endpoint; each bucket rewritten with `store.replace_window`), and the daily rollup is refreshed;
+`rebuild` recomputes buckets from `usage_events` for repair. Flushes are serialised (a PostgreSQL
+advisory lock; SQLite has one writer). Only after that commit is a segment deleted, so a
 crash at any point leaves either the lines in the spool or their events in the ledger, or both,
 and replaying them adds nothing twice.
 
@@ -27,6 +29,7 @@ rejected itself (budget, rate limit) reached no provider and are not usage.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -57,6 +60,7 @@ FLUSH_LOCK = 0x7461_6C6C_7966_6C75  # "tallyflu"
 EVENT_MEASURES = ("input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
                   "output_tokens", "reasoning_tokens", "audio_input_tokens", "audio_output_tokens")
 ATTRIBUTION = ("virtual_key", "customer", "feature", "business_unit")
+RECORD_FIELDS = [f.name for f in dataclasses.fields(UsageRecord)]
 
 
 @dataclass(slots=True)
@@ -175,20 +179,74 @@ class Flusher:
 # --- the ledger side ------------------------------------------------------------------------------
 
 def write_events(conn: Connection, events: Iterable[UsageEvent]) -> int:
-    """Insert the events not yet in `usage_events` and rebuild the buckets they fall in, in the
-    caller's transaction. Returns the number of events that were new."""
+    """Insert the events not yet in `usage_events` and add exactly those to the hourly and daily
+    buckets they fall in, in the caller's transaction. Returns the number of events that were new.
+
+    Adding only the new events keeps a flush's cost to the rows of the buckets it touches, not
+    to every event of the hour (recomputing the hour costs ~1.3 s on SQLite at 200k events an
+    hour). It is exact because the insert says which events are new and flushes are serialised;
+    `rebuild` recomputes buckets from the events should they ever need repair.
+    """
+    by_id = {e.event_id: e for e in events}
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FLUSH_LOCK})
-    by_id = {e.event_id: e for e in events}
-    stmt: Any = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(t.usage_events)
-    stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(t.usage_events.c.event_id)
-    new = [by_id[row[0]] for row in conn.execute(stmt, [event_row(e) for e in by_id.values()])]
-    hours = sorted({(e.org_id, e.ts.replace(minute=0, second=0, microsecond=0)) for e in new})
-    for org_id, hour in hours:
-        rebuild_hour(conn, org_id, hour)
-    for org_id, day in sorted({(org_id, hour.replace(hour=0)) for org_id, hour in hours}):
-        rebuild_day(conn, org_id, day)
+        # Under the lock nobody else inserts events, so those not stored now are the new ones. (An
+        # INSERT .. RETURNING of a batch is one huge statement that psycopg parses 5x slower.)
+        stored = set(conn.execute(text("SELECT event_id FROM usage_events WHERE event_id = ANY(:ids)"),
+                                  {"ids": list(by_id)}).scalars())
+        new = [e for i, e in by_id.items() if i not in stored]
+        if new:
+            insert_new = postgresql.insert(t.usage_events).on_conflict_do_nothing(index_elements=["event_id"])
+            conn.execute(insert_new, [event_row(e) for e in new])
+    else:  # the insert takes SQLite's write lock, and says which rows it added
+        stmt = sqlite.insert(t.usage_events).on_conflict_do_nothing(index_elements=["event_id"])
+        inserted = conn.execute(stmt.returning(t.usage_events.c.event_id), [event_row(e) for e in by_id.values()])
+        new = [by_id[row[0]] for row in inserted]
+    for width, span in (("1h", HOUR), ("1d", DAY)):
+        buckets: dict[tuple[int, datetime], list[UsageRecord]] = {}
+        for e in new:
+            if e.outcome != "rejected":  # refused by the gateway itself: no provider saw it
+                record = event_record(e, width)
+                buckets.setdefault((e.org_id, record.bucket_start), []).append(record)
+        for (org_id, start), added in sorted(buckets.items(), key=lambda item: item[0]):
+            # The store sums records of one natural key: stored rows plus the new events' records.
+            _replace(conn, org_id, width, start, start + span, [*_stored(conn, org_id, width, start), *added])
+            if width == "1d":
+                rollup.refresh_daily(conn, org_id, start, start + DAY, source=SOURCE)
     return len(new)
+
+
+def event_record(e: UsageEvent, width: str) -> UsageRecord:
+    """One event as a usage record of its hourly or daily bucket."""
+    u = e.usage
+    start = e.ts.replace(minute=0, second=0, microsecond=0)
+    if width == "1d":
+        start = start.replace(hour=0)
+    return UsageRecord(
+        source=SOURCE, stream=e.endpoint, bucket_start=start, bucket_width=width, provider=e.provider,
+        model=e.model, virtual_key=e.virtual_key, customer=e.customer, feature=e.feature,
+        business_unit=e.business_unit, detail="estimated" if u.origin == "estimated" else None, origin=u.origin,
+        requests=1, **{m: getattr(u, m) for m in EVENT_MEASURES})
+
+
+def _stored(conn: Connection, org_id: int, width: str, start: datetime) -> list[UsageRecord]:
+    u = t.usage_records.c
+    rows = conn.execute(select(t.usage_records).where(
+        u.org_id == org_id, u.connection_id == 0, u.source == SOURCE, u.bucket_width == width,
+        u.bucket_start == start)).mappings()
+    return [UsageRecord(**{f: row[f] for f in RECORD_FIELDS}) for row in rows]
+
+
+def rebuild(conn: Connection, org_id: int, start: datetime, end: datetime) -> None:
+    """Recompute the organisation's gateway buckets in [start, end) (whole days) from `usage_events`."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FLUSH_LOCK})
+    day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    while day < end:
+        for hour in range(24):
+            rebuild_hour(conn, org_id, day.replace(hour=hour))
+        rebuild_day(conn, org_id, day)
+        day += DAY
 
 
 def event_row(e: UsageEvent) -> dict[str, Any]:
@@ -228,7 +286,7 @@ def _replace(conn: Connection, org_id: int, width: str, start: datetime, end: da
 
 
 def rebuild_hour(conn: Connection, org_id: int, hour: datetime) -> None:
-    """The hour's gateway usage records, recomputed from its events."""
+    """The hour's gateway usage records, recomputed from its events (see `rebuild`)."""
     e = t.usage_events.c
     keys = (e.endpoint, e.provider, e.model, *(e[a] for a in ATTRIBUTION), e.usage_origin)
     query = (select(*keys, *(func.sum(e[m]).label(m) for m in EVENT_MEASURES), func.count().label("requests"))

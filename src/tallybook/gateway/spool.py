@@ -117,7 +117,7 @@ class Spool:
                 break
             try:
                 self._write(b"".join(p.line for p in batch))
-            except OSError as exc:
+            except Exception as exc:  # a caller must never wait for a batch that will not come
                 self._fail(batch, SpoolError(f"Cannot write usage events to {self.directory}: {exc}"))
             else:
                 self._done(batch)
