@@ -22,6 +22,11 @@ def _default_key_file() -> str:
     return str(Path(base) / "tallybook" / "master.key")
 
 
+def _default_spool_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "tallybook" / "spool")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TALLYBOOK_", extra="ignore", frozen=True)
 
@@ -61,6 +66,10 @@ class Settings(BaseSettings):
         False,
         description="Forward the client's own provider key (Authorization / x-api-key) when it sends its "
         "virtual key in X-Tallybook-Key; otherwise the vault's key is used.",
+    )
+    gateway_spool_dir: str = Field(
+        default_factory=_default_spool_dir,
+        description="Directory of the gateway's durable event spool (flushed into the ledger every second).",
     )
     gateway_gpu_hour_cost: str | None = Field(
         None, description="USD per GPU-hour that prices Ollama requests (unset: they stay unpriced)."

@@ -77,6 +77,8 @@ class Stack:
     anthropic: AnthropicMessagesFake
     cohere: CohereChatFake
     ollama: OllamaFake
+    engine: Any = None
+    upstream_urls: dict[str, str] = field(default_factory=dict)
     recorders: dict[str, Recorder] = field(default_factory=dict)
     servers: list[RunningServer] = field(default_factory=list)
     clients: list[Any] = field(default_factory=list)  # SDK clients a test made, closed after it
@@ -103,8 +105,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     app = create_app(keys=keys, limits=None, spool=spool, upstreams=upstreams, settings=settings)
     gateway = serve_in_thread(app)
     yield Stack(gateway.url, secret, revoked, info.id, keys, spool, fakes["openai"],  # type: ignore[arg-type]
-                fakes["anthropic"], fakes["cohere"], fakes["ollama"], recorders,  # type: ignore[arg-type]
-                [gateway, *servers.values()])
+                fakes["anthropic"], fakes["cohere"], fakes["ollama"], engine,  # type: ignore[arg-type]
+                {name: server.url for name, server in servers.items()}, recorders, [gateway, *servers.values()])
     if app.loop is not None:  # close the upstream connection pools on the loop that opened them
         asyncio.run_coroutine_threadsafe(app.aclose(), app.loop).result(timeout=10)
     for server in [gateway, *servers.values()]:

@@ -8,7 +8,7 @@ import typer
 
 from tallybook import __version__
 from tallybook.cli import (  # noqa: F401
-    connect, demo, fx, keys, pricing, providers, report, report_analytics, report_rates, sync,
+    connect, demo, fx, gateway, keys, pricing, providers, report, report_analytics, report_rates, sync,
 )
 from tallybook.cli.common import err, handle_errors, out, safe_url
 from tallybook.config import get_settings, settings_table
@@ -31,6 +31,7 @@ app.add_typer(pricing.pricing_app, name="pricing")
 app.add_typer(fx.fx_app, name="fx")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(providers.providers_app, name="providers")
+app.command("gateway")(gateway.gateway)
 app.command("demo")(demo.demo)
 app.add_typer(demo.fakes_app, name="fakes")
 db_app = typer.Typer(help="The ledger database.", no_args_is_help=True)

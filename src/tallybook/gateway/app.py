@@ -12,8 +12,8 @@ One request, in order (each step answers in the provider's own error envelope wh
   7. forward       headers and body untouched, but for credentials and stream_options.include_usage
   8. answer        non-stream: meter, make the event durable, then send the body;
                    stream: relay chunk by chunk, make the event durable before the terminal event
-Upstream failures are 502 (connection) or 504 (timeout). Nothing on this path touches the database:
-keys come from the KeyCache (refreshed in a worker thread), events go to the Spool.
+Upstream failures are 502 (connection) or 504 (timeout). No database round trip on this path: keys
+come from the KeyCache (refreshed in a worker thread), events go to the Spool.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -31,17 +32,26 @@ import httpx
 
 from tallybook.config import Settings
 from tallybook.gateway.events import Usage, UsageEvent, new_event_id, utcnow
-from tallybook.gateway.keys import PREFIX, KeyCache, KeyInfo, key_hint
+from tallybook.gateway.keys import PREFIX, KeyCache, key_hint
+from tallybook.gateway.limits import BudgetExceeded
 from tallybook.gateway.metering import Meter, estimate_usage
 from tallybook.gateway.metrics import Metrics
-from tallybook.gateway.providers.base import Dialect, StreamTracker, Upstream, Upstreams
-from tallybook.gateway.routing import ROUTES, Route, RouteError, choose_provider, error_response, request_model
+from tallybook.gateway.providers.base import StreamTracker, Upstream, Upstreams
+from tallybook.gateway.routing import (
+    ROUTES,
+    Call,
+    ClientGone,
+    Route,
+    RouteError,
+    choose_provider,
+    error_response,
+    header_text,
+    json_object,
+    output_cap,
+    request_model,
+    with_stream_usage,
+)
 
-try:
-    from tallybook.gateway.limits import BudgetExceeded
-except ImportError:  # limits.py lands separately; until then no budget can be exceeded
-    class BudgetExceeded(Exception):  # type: ignore[no-redef]
-        resets_at = None
 
 log = logging.getLogger(__name__)
 Scope = dict[str, Any]
@@ -53,38 +63,15 @@ DROP_UP = frozenset({b"host", b"content-length", b"authorization", b"x-api-key",
 # ... and on the way down (uvicorn sets its own date, server and framing).
 DROP_DOWN = frozenset({b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"})
 JSON = (b"content-type", b"application/json")
-
-
-class ClientGone(Exception):
-    """The client disconnected before its request body arrived."""
-
-
-class Call:
-    """What the gateway knows of one request as it goes (one object per request, slotted)."""
-
-    __slots__ = ("route", "headers", "started", "ts", "key", "provider", "model", "body", "idem", "event_id",
-                 "reservation", "estimate", "upstream", "dialect")
-
-    def __init__(self, route: Route, headers: dict[bytes, bytes]) -> None:
-        self.route, self.headers = route, headers
-        self.started, self.ts = time.perf_counter(), utcnow()
-        self.key: KeyInfo | None = None
-        self.provider: str = route.providers[0]
-        self.model: str | None = None
-        self.body: dict[str, Any] = {}
-        idem = headers.get(b"idempotency-key")
-        self.idem = idem.decode("utf-8", "replace")[:200] if idem else None
-        self.event_id = ""
-        self.reservation: Any = None
-        self.estimate = 0  # tokens told to the rate limiter
-        self.upstream: Upstream | None = None
-        self.dialect: Dialect | None = None
+Hook = Callable[[], Awaitable[None]]
 
 
 class Gateway:
     def __init__(self, *, keys: KeyCache, limits: Any, spool: Any, upstreams: Upstreams, settings: Settings,
-                 meter: Meter | None = None, metrics: Metrics | None = None) -> None:
+                 meter: Meter | None = None, metrics: Metrics | None = None,
+                 on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] = ()) -> None:
         self.keys, self.limits, self.spool, self.upstreams = keys, limits, spool, upstreams
+        self.on_startup, self.on_shutdown = list(on_startup), list(on_shutdown)
         self.max_body = settings.gateway_max_body_bytes
         self.passthrough = settings.gateway_passthrough_keys
         gpu = settings.gateway_gpu_hour_cost
@@ -108,9 +95,14 @@ class Gateway:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    self.loop = asyncio.get_running_loop()
+                    for hook in self.on_startup:
+                        await hook()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
-                    await self.upstreams.aclose()
+                    for hook in self.on_shutdown:  # e.g. close the spool, then stop the flusher
+                        await hook()
+                    await self.aclose()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
 
@@ -185,7 +177,7 @@ class Gateway:
         except RouteError as exc:
             await self.refuse(call, send, exc)
             return
-        raw, strip = _with_stream_usage(route, call.body, raw)
+        raw, strip = with_stream_usage(route, call.body, raw)
         up = [(k, v) for k, v in scope["headers"] if k not in DROP_UP and not k.startswith(b"x-tallybook-")]
         up += upstream.auth_headers(provider_key or upstream.api_key)
         up.append((b"accept-encoding", b"identity"))  # usage must be readable from the bytes we relay
@@ -252,19 +244,19 @@ class Gateway:
             return
         key = call.key
         assert key is not None and call.dialect is not None
-        call.estimate = body_bytes // 4 + _output_cap(call.body)
+        call.estimate = body_bytes // 4 + output_cap(call.body)
         wait = self.limits.check_rate(key, call.estimate)
         if wait is not None:
             raise RouteError(429, f"Rate limit of virtual key {key.name} reached; retry in {math.ceil(wait)} s.",
                              headers=[(b"retry-after", str(max(math.ceil(wait), 1)).encode())])
-        customer = _header(call.headers, b"x-tallybook-customer") or key.customer
+        customer = header_text(call.headers, b"x-tallybook-customer") or key.customer
         if not self.limits.budgets_for(key, customer):
             return  # no budget: no upper bound to price, no reservation to settle
         bound = self.meter.upper_bound(call.provider, call.model, call.ts, call.body, call.dialect, body_bytes)
         try:
             call.reservation = await self.limits.reserve(key, customer, bound)
         except BudgetExceeded as exc:
-            wait = max(math.ceil((exc.resets_at - utcnow()).total_seconds()), 1) if exc.resets_at else 60
+            wait = max(math.ceil((exc.resets_at - utcnow()).total_seconds()), 1)
             raise RouteError(429, f"{exc}. Raise the budget (`tallybook keys update`) or wait until then.",
                              headers=[(b"retry-after", str(wait).encode())]) from None
 
@@ -284,7 +276,7 @@ class Gateway:
             await response.aclose()
         status, usage = response.status_code, Usage()
         if status == 200 and call.dialect is not None:
-            data = _json_object(content)
+            data = json_object(content)
             found = call.dialect.usage(data) if data is not None else None
             usage = found if found is not None else estimate_usage(call.dialect, call.body, None)
             if data is not None:
@@ -394,43 +386,14 @@ class Gateway:
 
 
 def create_app(*, keys: KeyCache, limits: Any, spool: Any, upstreams: Upstreams | list[Upstream],
-               settings: Settings, meter: Meter | None = None, metrics: Metrics | None = None) -> Gateway:
-    """The gateway ASGI app. `limits` may be None (no rate limits or budgets)."""
+               settings: Settings, meter: Meter | None = None, metrics: Metrics | None = None,
+               on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] = ()) -> Gateway:
+    """The gateway ASGI app. `limits` may be None (no rate limits or budgets); `spool` needs only
+    `async append(event)`; the hooks run at lifespan startup and shutdown."""
     if not isinstance(upstreams, Upstreams):
         upstreams = Upstreams(upstreams)
     return Gateway(keys=keys, limits=limits, spool=spool, upstreams=upstreams, settings=settings, meter=meter,
-                   metrics=metrics)
-
-
-def _with_stream_usage(route: Route, body: dict[str, Any], raw: bytes) -> tuple[bytes, bool]:
-    """Ask an OpenAI-shaped stream for its usage chunk; True when the client did not ask for it."""
-    if route.endpoint != "chat.completions" or body.get("stream") is not True:
-        return raw, False
-    options = body.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage") is True:
-        return raw, False
-    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-    return json.dumps(body, separators=(",", ":")).encode(), True
-
-
-def _output_cap(body: dict[str, Any]) -> int:
-    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-        if isinstance(body.get(name), int):
-            return int(body[name])
-    return 0
-
-
-def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
-    value = headers.get(name)
-    return value.decode("utf-8", "replace").strip() or None if value else None
-
-
-def _json_object(content: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(content)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
+                   metrics=metrics, on_startup=on_startup, on_shutdown=on_shutdown)
 
 
 async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

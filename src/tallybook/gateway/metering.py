@@ -21,6 +21,7 @@ from typing import Any
 from tallybook.gateway.events import Usage, UsageEvent, new_event_id
 from tallybook.gateway.keys import KeyInfo
 from tallybook.gateway.providers.base import Dialect, StreamTracker
+from tallybook.gateway.routing import output_cap, parse_tags
 from tallybook.pricing.catalog import Catalog, price_usage
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,6 @@ class Meter:
         status: int, outcome: str, usage: Usage, latency_ms: int, headers: dict[bytes, bytes],
         idempotency_key: str | None, upstream_request_id: str | None, event_id: str | None = None,
     ) -> UsageEvent:
-        from tallybook.gateway.routing import parse_tags
-
         def header(name: bytes) -> str | None:
             value = headers.get(name)
             return value.decode("utf-8", "replace").strip()[:200] or None if value else None
@@ -111,12 +110,7 @@ class Meter:
     def upper_bound(self, provider: str, model: str | None, at: datetime, body: dict[str, Any],
                     dialect: Dialect, body_bytes: int) -> Decimal:
         """The most a request can cost: its prompt (a byte count bounds its tokens) and its output cap."""
-        cap = 0
-        for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-            if isinstance(body.get(name), int):
-                cap = int(body[name])
-                break
-        usage = {"input_tokens": body_bytes // 3 + 1, "output_tokens": cap or 4096, "requests": 1}
+        usage = {"input_tokens": body_bytes // 3 + 1, "output_tokens": output_cap(body) or 4096, "requests": 1}
         if provider == "ollama":
             return Decimal(0)
         total = price_usage(usage, provider=provider, model=model, at=at, catalog=self.catalog).total

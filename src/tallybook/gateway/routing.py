@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from tallybook.gateway.events import utcnow
+from tallybook.gateway.keys import KeyInfo
 from tallybook.gateway.providers import anthropic, cohere, ollama, openai
+from tallybook.gateway.providers.base import Dialect, Upstream
 
 PROVIDERS = ("openai", "anthropic", "cohere", "ollama")
 
@@ -48,6 +52,10 @@ MODEL_PROVIDERS = (
 
 ERROR_BODIES = {"openai": openai.error_body, "anthropic": anthropic.error_body, "cohere": cohere.error_body,
                 "ollama": ollama.error_body}
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived."""
 
 
 class RouteError(Exception):
@@ -100,3 +108,56 @@ def parse_tags(value: str | None) -> dict[str, str]:
 def request_model(body: dict[str, Any]) -> str | None:
     model = body.get("model")
     return model if isinstance(model, str) and model else None
+
+
+class Call:
+    """What the gateway knows of one request as it goes (one object per request, slotted)."""
+
+    __slots__ = ("route", "headers", "started", "ts", "key", "provider", "model", "body", "idem", "event_id",
+                 "reservation", "estimate", "upstream", "dialect")
+
+    def __init__(self, route: Route, headers: dict[bytes, bytes]) -> None:
+        self.route, self.headers = route, headers
+        self.started, self.ts = time.perf_counter(), utcnow()
+        self.key: KeyInfo | None = None
+        self.provider: str = route.providers[0]
+        self.model: str | None = None
+        self.body: dict[str, Any] = {}
+        idem = headers.get(b"idempotency-key")
+        self.idem = idem.decode("utf-8", "replace")[:200] if idem else None
+        self.event_id = ""
+        self.reservation: Any = None
+        self.estimate = 0  # tokens told to the rate limiter
+        self.upstream: Upstream | None = None
+        self.dialect: Dialect | None = None
+
+
+def with_stream_usage(route: Route, body: dict[str, Any], raw: bytes) -> tuple[bytes, bool]:
+    """Ask an OpenAI-shaped stream for its usage chunk; True when the client did not ask for it."""
+    if route.endpoint != "chat.completions" or body.get("stream") is not True:
+        return raw, False
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return raw, False
+    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return json.dumps(body, separators=(",", ":")).encode(), True
+
+
+def output_cap(body: dict[str, Any]) -> int:
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        if isinstance(body.get(name), int):
+            return int(body[name])
+    return 0
+
+
+def header_text(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("utf-8", "replace").strip() or None if value else None
+
+
+def json_object(content: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,103 @@
+"""`tallybook gateway`: run the metering gateway under uvicorn.
+
+Each worker process builds its own app (`build_app`, a uvicorn factory): the ledger engine, the
+virtual key cache, rate limits and budgets, its spool and flusher, and one Upstream per stored
+provider credential, opened with the vault.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import typer
+import uvicorn
+from sqlalchemy import Engine
+
+from tallybook.cli.common import err, handle_errors, safe_url
+from tallybook.config import Settings, get_settings
+from tallybook.errors import ConfigError
+from tallybook.gateway.app import Gateway, create_app
+from tallybook.gateway.credentials import open_credentials
+from tallybook.gateway.flusher import Flusher
+from tallybook.gateway.keys import KeyCache
+from tallybook.gateway.limits import Limits
+from tallybook.gateway.providers import UPSTREAMS, Upstream
+from tallybook.gateway.spool import Spool
+from tallybook.ledger.db import connect, open_ledger
+from tallybook.security.vault import Vault
+
+
+def load_upstreams(settings: Settings, engine: Engine) -> list[Upstream]:
+    """One Upstream per stored credential (`tallybook providers add`), its key opened with the vault."""
+    vault = Vault.from_settings(settings)
+    with engine.connect() as conn:
+        opened = open_credentials(conn, vault)
+    upstreams = []
+    for credential, secret in opened:
+        kind = UPSTREAMS.get(credential.provider)
+        if kind is None:
+            continue
+        upstreams.append(kind(credential.base_url, secret, org_id=credential.org_id,
+                              timeout=settings.gateway_upstream_timeout))
+    return upstreams
+
+
+def spool_directory(settings: Settings) -> Path:
+    return Path(settings.gateway_spool_dir).expanduser()
+
+
+def build_app() -> Gateway:
+    """The gateway app of one worker process, from the settings (a uvicorn factory)."""
+    settings = get_settings()
+    engine = connect(settings.database_url)
+    directory = spool_directory(settings)
+    spool = Spool(directory)
+    flusher = Flusher(engine, directory)
+    limits = Limits(engine)
+
+    async def start() -> None:
+        flusher.start()
+
+    async def stop() -> None:
+        await spool.close()
+        await flusher.stop()
+        await limits.close()
+        engine.dispose()
+
+    return create_app(keys=KeyCache(engine), limits=limits, spool=spool, upstreams=load_upstreams(settings, engine),
+                      settings=settings, on_startup=[start], on_shutdown=[stop])
+
+
+@handle_errors
+def gateway(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for every one)."),
+    port: int = typer.Option(4000, "--port", help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (each with its own spool file)."),
+) -> None:
+    """Run the metering gateway: point the OpenAI or Anthropic SDK's base_url at it with a virtual key.
+
+    Needs a provider key (`tallybook providers add openai`) and a virtual key (`tallybook keys create`).
+    Usage goes to a spool (TALLYBOOK_GATEWAY_SPOOL_DIR) and from there into the ledger every second.
+
+    Example: tallybook gateway --host 0.0.0.0 --port 4000 --workers 4
+    """
+    settings = get_settings()
+    if settings.gateway_gpu_hour_cost is not None:
+        try:
+            Decimal(settings.gateway_gpu_hour_cost)
+        except InvalidOperation:
+            raise ConfigError("TALLYBOOK_GATEWAY_GPU_HOUR_COST must be a decimal number of USD, e.g. 2.50.") from None
+    engine = open_ledger(settings.database_url)  # migrate once, before the workers start
+    try:
+        upstreams = load_upstreams(settings, engine)
+    finally:
+        engine.dispose()
+    if not upstreams:
+        raise ConfigError("No upstream provider is configured: run `tallybook providers add openai` "
+                          "(or anthropic, cohere, ollama) first.")
+    names = ", ".join(sorted({u.name for u in upstreams}))
+    err.print(f"Gateway on http://{host}:{port} ({workers} worker{'s' * (workers > 1)}) for {names}; "
+              f"ledger {safe_url(settings.database_url)}; spool {spool_directory(settings)}")
+    uvicorn.run("tallybook.cli.gateway:build_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False, lifespan="on")
