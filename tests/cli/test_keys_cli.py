@@ -63,10 +63,20 @@ def test_a_key_secret_is_printed_once_and_never_stored(cli_env: dict[str, str]) 
     assert key.id in listed[0].stdout and "tb-..." in listed[0].stdout
     assert_nowhere(secret, cli_env["TALLYBOOK_DATABASE_URL"], listed)
 
+    ok("keys", "update", key.id, "--budget", "25", "--period", "month", "--rpm", "0", env=cli_env)
+    [row] = ok("keys", "list", "--format", "json", env=cli_env).json()
+    assert row["budget"] == "25.00 USD/month" and row["rpm"] is None and row["tpm"] == 100000
+    ok("keys", "update", key.id, "--no-budget", "--name", "support-bot v2", env=cli_env)
+    [row] = ok("keys", "list", "--format", "json", env=cli_env).json()
+    assert (row["name"], row["budget"], row["spent_this_period"]) == ("support-bot v2", None, None)
+    assert run("keys", "update", key.id, "--period", "day", env=cli_env).exit_code == 2  # a period, no budget
+    assert run("keys", "update", key.id, env=cli_env).exit_code == 2  # nothing to change
+
     ok("keys", "revoke", key.id, env=cli_env)
     assert ok("keys", "list", "--format", "json", env=cli_env).json()[0]["status"] == "revoked"
     again = run("keys", "revoke", key.id, env=cli_env)
     assert again.exit_code == 2 and "No active key" in again.stderr
+    assert run("keys", "update", key.id, "--rpm", "5", env=cli_env).exit_code == 2
 
 
 def test_key_options_are_checked(cli_env: dict[str, str]) -> None:

@@ -25,12 +25,18 @@ async def main(url: str, key: KeyInfo, now: float, seed: int) -> dict[str, int]:
     stats = {"admitted": 0, "settled_nanos": 0, "max_upper_nanos": 0, "rounds": 0}
 
     async def spender(limits: Limits) -> None:
+        refusals = 0
         while True:
             upper = Decimal(rng.randint(1, 40)) / 100  # 0.01 .. 0.40
             try:
                 reservation = await limits.reserve(key, None, upper)
-            except BudgetExceeded:
-                return
+            except BudgetExceeded:  # a client honouring retry-after, impatiently
+                refusals += 1
+                if refusals == 10:
+                    return
+                await asyncio.sleep(0.01)
+                continue
+            refusals = 0
             stats["admitted"] += 1
             stats["max_upper_nanos"] = max(stats["max_upper_nanos"], to_nanos(upper))
             await asyncio.sleep(rng.random() / 500)

@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum
 
 import typer
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tallybook.cli.common import Context, Format, FormatOption, OrgOption, emit, err, handle_errors, utcnow
 from tallybook.errors import ConfigError
@@ -103,6 +103,58 @@ def list_keys(fmt: Format = FormatOption, org: str = OrgOption) -> None:
         })
     emit(rows, fmt, ["id", "name", "hint", "customer", "feature", "budget", "spent_this_period", "rpm", "tpm",
                      "status", "created_at"], title="Virtual keys")
+
+
+@keys_app.command("update")
+@handle_errors
+def update_key(
+    key_id: str = typer.Argument(..., help="The key's id (vk_...), from `tallybook keys list`."),
+    name: str = typer.Option(None, "--name", help="A new name."),
+    budget: str = typer.Option(None, "--budget", help="A new spend cap per period."),
+    period: Period = typer.Option(None, "--period", help="day or month (UTC)."),
+    no_budget: bool = typer.Option(False, "--no-budget", help="Remove the budget."),
+    rpm: int = typer.Option(None, "--rpm", min=0, help="Requests per minute; 0 removes the limit."),
+    tpm: int = typer.Option(None, "--tpm", min=0, help="Tokens per minute; 0 removes the limit."),
+    org: str = OrgOption,
+) -> None:
+    """Change a key's name, budget or rate limits; gateways apply it within seconds (the secret stays).
+
+    A raised budget admits again at once; spend already settled this period still counts.
+
+    Example: tallybook keys update vk_abcdefghijklmnop --budget 250 --period month
+    """
+    amount = parse_budget(budget)
+    if no_budget and (amount is not None or period is not None):
+        raise typer.BadParameter("--no-budget goes alone, without --budget or --period.", param_hint="--no-budget")
+    values: dict[str, object] = {}
+    if name is not None:
+        values["name"] = name
+    if no_budget:
+        values.update(budget=None, budget_period=None)
+    if amount is not None:
+        values["budget"] = str(amount)
+    if period is not None:
+        values["budget_period"] = period.value
+    if rpm is not None:
+        values["rpm"] = rpm or None
+    if tpm is not None:
+        values["tpm"] = tpm or None
+    if not values:
+        raise typer.BadParameter("Nothing to change: give --name, --budget, --period, --no-budget, --rpm or --tpm.")
+    ctx = Context(org)
+    c = t.virtual_keys.c
+    with ctx.engine.begin() as conn:
+        row = conn.execute(select(c.budget, c.budget_period).where(
+            c.org_id == ctx.org_id, c.id == key_id, c.status == "active")).first()
+        if row is None:
+            raise ConfigError(f"No active key {key_id!r}; see `tallybook keys list`.")
+        has_budget = values.get("budget", row.budget) is not None
+        if has_budget and values.get("budget_period", row.budget_period) is None:
+            raise typer.BadParameter("A budget needs a period: --period day or --period month.", param_hint="--period")
+        if not has_budget and values.get("budget_period") is not None:
+            raise typer.BadParameter("--period goes with --budget.", param_hint="--period")
+        conn.execute(update(t.virtual_keys).where(c.id == key_id).values(**values))
+    err.print(f"Updated key {key_id}.")
 
 
 @keys_app.command("revoke")

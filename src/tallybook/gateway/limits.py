@@ -24,8 +24,11 @@ left of the lease and the rest of its upper bound is unbacked. A process has at 
 request in flight; if it costs more than it held, the process's free lease goes below zero, so it
 admits nothing more until it settles with the database, where the overrun lands in `spent` and no
 new lease is granted while `spent + reserved` is at or over the limit. So at any moment the excess
-over the limit is at most one edge request's unbacked part per process. An actual cost above its
-upper bound is still charged in full (spend is never dropped) and adds to the bound.
+over the limit is at most one edge request's unbacked part per process. (Strictly: a process admits
+one edge request per lease taken after its previous edge request settled, and that lease was only
+granted because `spent + reserved`, including the earlier overrun, was back within the limit.)
+An actual cost above its upper bound is still charged in full (spend is never dropped) and adds to
+the bound.
 
     BudgetExceeded (429)   a budget scope has nothing left this period; says when it resets
 """
@@ -113,12 +116,14 @@ class _Scope:
         self.org_id, self.scope, self.start = org_id, scope, start
         self.budget = budget
         self.limit_nanos = to_nanos(budget.limit)
-        self.resets_at = next_period_start(budget.period, start).replace(tzinfo=UTC)
+        self.resets_at = next_period_start(budget.period, start)  # naive UTC, like every ledger time
         self.granted = 0  # leased from the database and not yet given back or settled there
         self.held = 0  # upper bounds of requests in flight
         self.used = 0  # settled here, not yet in the database
         self.edge = False  # a request admitted at the edge is in flight
+        self.edge_ok = True  # no edge admitted since a lease that came after the last edge had settled
         self.spent_db = 0  # `spent_nanos` as last seen
+        self.dry_until = 0.0  # monotonic time until which the database is taken to have nothing to lease
         self.last_use = 0.0
         self.lock = asyncio.Lock()
 
@@ -134,10 +139,10 @@ class _Scope:
 
     def hold_edge(self) -> _Hold | None:
         free = self.free
-        if free <= 0 or self.edge:
+        if free <= 0 or self.edge or not self.edge_ok:
             return None
         self.held += free
-        self.edge = True
+        self.edge, self.edge_ok = True, False
         return _Hold(self, free, edge=True)
 
     def release(self, hold: _Hold, used: int) -> None:
@@ -280,7 +285,7 @@ class Limits:
             return Reservation(upper_bound)
         if upper_bound < 0:
             raise ValueError("A request's upper bound is not negative.")
-        nanos = to_nanos(upper_bound)
+        nanos = max(to_nanos(upper_bound), 1)  # a request priced at 0 (unpriced model) still needs a budget left
         now = self.clock()
         holds: list[_Hold] = []
         try:
@@ -350,9 +355,11 @@ class Limits:
     async def _hold_slow(self, state: _Scope, nanos: int) -> _Hold:
         async with state.lock:
             hold = state.hold(nanos)
-            if hold is None:
+            if hold is None and time.monotonic() >= state.dry_until:
                 await self._sync(state, need=nanos - max(state.free, 0))
-                hold = state.hold(nanos) or state.hold_edge()
+                hold = state.hold(nanos)
+            if hold is None:
+                hold = state.hold_edge()
             if hold is None:
                 raise state.exceeded()
             return hold
@@ -366,6 +373,7 @@ class Limits:
         unreserve = state.granted - state.held if release else min(spend, state.granted - state.held)
         state.used -= spend
         state.granted -= unreserve
+        edge_settled = not state.edge  # so its overrun, if any, is in `spend` and the lease below absorbs it
         call = asyncio.ensure_future(asyncio.to_thread(
             self._sync_db, state.org_id, state.scope, state.start, state.limit_nanos, spend, unreserve, need))
 
@@ -376,6 +384,10 @@ class Limits:
                 return
             leased, counter = future.result()
             state.granted += leased
+            if leased and edge_settled:
+                state.edge_ok = True
+            if leased < need:  # an exhausted scope is asked again after `flush_seconds`, not per request
+                state.dry_until = time.monotonic() + self.flush_seconds
             state.spent_db = counter.spent_nanos
 
         call.add_done_callback(done)
