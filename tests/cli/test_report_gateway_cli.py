@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from tallybook.analytics.rates import rates
 from tallybook.analytics.rollups import ReportQuery, reading_table
 from tallybook.gateway.flusher import Flusher
 from tallybook.gateway.spool import Spool
@@ -77,3 +78,14 @@ def test_attribution_groups_are_read_from_the_records_not_the_rollup(cli_env: di
         for group in ("virtual_key", "customer", "feature", "business_unit"):
             assert table(group, "model") == "usage_records"
     engine.dispose()
+
+
+def test_rates_divide_reported_cost_by_the_vendor_usage_not_the_gateway_usage_too(
+        cli_env: dict[str, str], tmp_path: Path) -> None:
+    """Regression: once the flusher wrote gateway usage, rates counted the same tokens twice."""
+    org = seed(cli_env, tmp_path / "spool")
+    engine = connect(cli_env["TALLYBOOK_DATABASE_URL"])
+    with engine.connect() as conn:
+        [row] = rates(conn, ReportQuery(org_id=org, start=DAY, end=DAY.replace(day=25), group_by=("provider",)))
+    engine.dispose()
+    assert (row.input_tokens, row.output_tokens) == (5000, 500)

@@ -146,7 +146,9 @@ def rates(conn: Connection, query: ReportQuery, *, list_pricer: ListPricer | Non
     day = _period(conn, "day", uday).label("_day")
     extra = [u[f].label(f"_{f}") for f in FINE]
     sums = [func.sum(u[m]).label(m) for m in PRICED]
-    stmt = (select(*usage_keys, day, *extra, *sums).where(*_where(ur, uday, query), u.unit.is_(None))
+    # Reported cost over the vendor's own usage: the gateway meters many of the same requests again.
+    stmt = (select(*usage_keys, day, *extra, *sums).where(*_where(ur, uday, query), u.unit.is_(None),
+                                                          u.source != "gateway")
             .group_by(*usage_keys, day, *extra))
     tokens: dict[tuple[Any, ...], dict[str, Any]] = {}
     # Usage summed per group, fine key and price period, then priced once per sum (list cost is linear).
