@@ -260,6 +260,41 @@ def test_two_limits_share_a_budget_through_the_database(engine: sa.Engine) -> No
     assert reserved == 0 and NANOS <= spent <= NANOS + 2 * 3 * NANOS // 100
 
 
+def test_near_the_cap_an_unused_lease_goes_back_within_a_flush(engine: sa.Engine) -> None:
+    """Regression: a process holding an unused lease made another's requests fail until it went idle."""
+    key = budget_key(engine, "1.00")
+
+    async def scenario() -> None:
+        hoarder = Limits(engine, clock=Clock(), lease_fraction=1.0, flush_seconds=3600)
+        other = Limits(engine, clock=Clock(), flush_seconds=3600)
+        reservation = await hoarder.reserve(key, None, Decimal("0.10"))  # leases the whole 1.00
+        await hoarder.settle(reservation, Decimal("0.10"))
+        with pytest.raises(BudgetExceeded):
+            await other.reserve(key, None, Decimal("0.10"))
+        await hoarder.flush(release=False)  # what the background flush does every flush_seconds
+        other._scopes.clear()  # forget the refusal rather than wait out flush_seconds
+        reservation = await other.reserve(key, None, Decimal("0.10"))
+        await other.settle(reservation, Decimal("0.10"))
+        await hoarder.close()
+        await other.close()
+
+    asyncio.run(scenario())
+    assert counters(engine)[f"key:{key.id}"] == (NANOS // 5, 0)
+
+
+def test_a_reservation_settled_after_close_is_still_written(engine: sa.Engine) -> None:
+    key = budget_key(engine, "1.00")
+
+    async def scenario() -> None:
+        limits = Limits(engine, clock=Clock())
+        reservation = await limits.reserve(key, None, Decimal("0.30"))
+        await limits.close()  # shutting down with a request in flight
+        await limits.settle(reservation, Decimal("0.20"))
+
+    asyncio.run(scenario())
+    assert counters(engine)[f"key:{key.id}"] == (NANOS // 5, 0)
+
+
 def test_two_processes_never_overshoot_by_more_than_one_request_each(database_url: str, engine: sa.Engine) -> None:
     budget = Decimal("20")
     key = budget_key(engine, str(budget))

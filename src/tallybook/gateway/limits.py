@@ -123,6 +123,7 @@ class _Scope:
         self.edge = False  # a request admitted at the edge is in flight
         self.edge_ok = True  # no edge admitted since a lease that came after the last edge had settled
         self.spent_db = 0  # `spent_nanos` as last seen
+        self.pool_free = 1 << 62  # what the database had left to lease, as last seen
         self.dry_until = 0.0  # monotonic time until which the database is taken to have nothing to lease
         self.last_use = 0.0
         self.lock = asyncio.Lock()
@@ -324,7 +325,9 @@ class Limits:
         now = self.clock()
         for key, state in list(self._scopes.items()):
             current = period_start(state.budget.period, datetime.fromtimestamp(now, UTC)) == state.start
-            give_back = release or not current or now - state.last_use > self.idle_seconds
+            # Holding more unused lease than the pool has left starves the other processes: give it back.
+            scarce = state.free > state.pool_free
+            give_back = release or scarce or not current or now - state.last_use > self.idle_seconds
             if state.used or (give_back and state.granted > state.held):
                 async with state.lock:
                     await self._sync(state, release=give_back)
@@ -389,6 +392,7 @@ class Limits:
             if leased < need:  # an exhausted scope is asked again after `flush_seconds`, not per request
                 state.dry_until = time.monotonic() + self.flush_seconds
             state.spent_db = counter.spent_nanos
+            state.pool_free = state.limit_nanos - counter.spent_nanos - counter.reserved_nanos
 
         call.add_done_callback(done)
         await asyncio.shield(call)
