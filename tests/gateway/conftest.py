@@ -81,7 +81,8 @@ class Stack:
     upstream_urls: dict[str, str] = field(default_factory=dict)
     recorders: dict[str, Recorder] = field(default_factory=dict)
     servers: list[RunningServer] = field(default_factory=list)
-    clients: list[Any] = field(default_factory=list)  # SDK clients a test made, closed after it
+    clients: list[Any] = field(default_factory=list)
+    app: Any = None  # SDK clients a test made, closed after it
 
 
 @pytest.fixture(scope="package")
@@ -104,9 +105,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = Settings(gateway_max_body_bytes=200_000, gateway_gpu_hour_cost="2.00")
     app = create_app(keys=keys, limits=None, spool=spool, upstreams=upstreams, settings=settings)
     gateway = serve_in_thread(app)
-    yield Stack(gateway.url, secret, revoked, info.id, keys, spool, fakes["openai"],  # type: ignore[arg-type]
+    stack = Stack(gateway.url, secret, revoked, info.id, keys, spool, fakes["openai"],  # type: ignore[arg-type]
                 fakes["anthropic"], fakes["cohere"], fakes["ollama"], engine,  # type: ignore[arg-type]
-                {name: server.url for name, server in servers.items()}, recorders, [gateway, *servers.values()])
+                {name: server.url for name, server in servers.items()}, recorders, [gateway, *servers.values()],
+                  app=app)
+    yield stack
     if app.loop is not None:  # close the upstream connection pools on the loop that opened them
         asyncio.run_coroutine_threadsafe(app.aclose(), app.loop).result(timeout=10)
     for server in [gateway, *servers.values()]:

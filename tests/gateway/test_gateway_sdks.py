@@ -137,6 +137,21 @@ def test_async_client(gw) -> None:
     assert_exact(gw.spool.last(), gw.openai)
 
 
+def test_client_provider_key_passes_through_only_when_enabled(gw) -> None:
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-clients-own", max_retries=0,
+                           default_headers={"X-Tallybook-Key": gw.key})
+    gw.clients.append(client)
+    client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    assert gw.openai.served.last().api_key == "sk-test"  # off by default: the vault's key
+    gw.app.passthrough = True
+    try:
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    finally:
+        gw.app.passthrough = False
+    assert gw.openai.served.last().api_key == "sk-clients-own"
+    assert gw.spool.last().virtual_key == gw.key_id
+
+
 def test_idempotent_retries_are_one_event(gw) -> None:
     client = oai(gw)
     for _ in range(2):
