@@ -4,6 +4,7 @@
     ├── ConfigError            a setting is missing or malformed
     ├── VaultError             a secret cannot be decrypted (wrong master key)
     ├── LedgerError            the store refused a write or is not migrated
+    ├── SpoolError             the gateway cannot write usage events to its spool (closed, disk full)
     ├── PricingError           a pricing rule, rules file or FX file is malformed (exit 2)
     │   ├── RuleFileError      a rules file cannot be read; carries `path`, `line`, `column`
     │   └── FxError            no usable FX rate, or the rates cannot be fetched (exit 1)
@@ -33,6 +34,10 @@ class VaultError(TallybookError):
 
 
 class LedgerError(TallybookError):
+    pass
+
+
+class SpoolError(TallybookError):
     pass
 
 

@@ -33,16 +33,12 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from tallybook.errors import TallybookError
+from tallybook.errors import SpoolError
 from tallybook.gateway.events import UsageEvent
 
 SEGMENT_PREFIX = "events-"
 SEGMENT_SUFFIX = ".jsonl"
 SEGMENT_BYTES = 64 * 1024 * 1024
-
-
-class SpoolError(TallybookError):
-    """The spool cannot take events (closed, or its directory is not writable)."""
 
 
 @dataclass(slots=True)
@@ -118,7 +114,8 @@ class Spool:
             try:
                 self._write(b"".join(p.line for p in batch))
             except Exception as exc:  # a caller must never wait for a batch that will not come
-                self._fail(batch, SpoolError(f"Cannot write usage events to {self.directory}: {exc}"))
+                self._fail(batch, SpoolError(f"Cannot write usage events to {self.directory}: {exc}; free disk "
+                                             "space or make TALLYBOOK_GATEWAY_SPOOL_DIR writable."))
             else:
                 self._done(batch)
         self._release()
