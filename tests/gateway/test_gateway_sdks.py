@@ -154,11 +154,17 @@ def test_client_provider_key_passes_through_only_when_enabled(gw) -> None:
 
 def test_idempotent_retries_are_one_event(gw) -> None:
     client = oai(gw)
+    gw.openai.faults.add({"path": "/v1/chat/completions", "kind": "status", "status": 503})
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO,
+                                       extra_headers={"Idempotency-Key": "order-42"})
+    failed = gw.spool.last()  # a failed try keeps an id of its own, so it cannot shadow the retry
     for _ in range(2):
         client.chat.completions.create(model="gpt-4o-mini", messages=HELLO,
                                        extra_headers={"Idempotency-Key": "order-42"})
     first, second = gw.spool.events[-2:]
     assert first.event_id == second.event_id and first.idempotency_key == "order-42"
+    assert failed.outcome == "upstream_error" and failed.event_id != first.event_id
     client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, extra_headers={"Idempotency-Key": "x"})
     assert gw.spool.last().event_id != first.event_id
 

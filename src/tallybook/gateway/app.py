@@ -19,7 +19,6 @@ come from the KeyCache (refreshed in a worker thread), events go to the Spool.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -48,6 +47,7 @@ from tallybook.gateway.routing import (
     header_text,
     json_object,
     output_cap,
+    parse_body,
     request_model,
     with_stream_usage,
 )
@@ -77,7 +77,7 @@ class Gateway:
         gpu = settings.gateway_gpu_hour_cost
         self.meter = meter or Meter(gpu_hour_cost=Decimal(gpu) if gpu else None)
         self.metrics = metrics or Metrics()
-        self._refreshing = False
+        self._refreshing = self._refresh_failed = False
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop serving us, for a clean shutdown
 
     async def aclose(self) -> None:
@@ -112,17 +112,15 @@ class Gateway:
         path = scope["path"]
         if path == "/healthz":
             await _respond(send, 200, b'{"status":"ok"}', [JSON])
-        elif path == "/readyz":
-            # Ready: an upstream to send to, and a key snapshot that is refreshing (the database answers).
-            age = time.monotonic() - getattr(self.keys, "_loaded_at", 0.0)
-            ready = len(self.upstreams) > 0 and age < 10 * self.keys.refresh_seconds + 30
-            body = json.dumps({"status": "ready" if ready else "not ready", "upstreams": len(self.upstreams)})
-            await _respond(send, 200 if ready else 503, body.encode(), [JSON])
+        elif path == "/readyz":  # an upstream to send to, and a database that answered the last key refresh
+            self._refresh_keys()
+            ready = len(self.upstreams) > 0 and not self._refresh_failed
+            body = b'{"status":"ready"}' if ready else b'{"status":"not ready"}'
+            await _respond(send, 200 if ready else 503, body, [JSON])
         elif path == "/metrics":
             await _respond(send, 200, self.metrics.render(), [(b"content-type", self.metrics.content_type.encode())])
         else:
-            message = f"No route {scope['method']} {path}. The gateway serves /v1/chat/completions, " \
-                      "/v1/responses, /v1/embeddings, /v1/models, /v1/messages and /v1/messages/count_tokens."
+            message = f"No route {scope['method']} {path}; see docs/gateway.md for the gateway's paths."
             await _respond(send, 404, error_response("openai", 404, message), [JSON])
 
     def _refresh_keys(self) -> None:
@@ -134,7 +132,9 @@ class Gateway:
         def refresh() -> None:
             try:
                 self.keys.refresh()
+                self._refresh_failed = False
             except Exception:  # the database is away: keep serving the last snapshot
+                self._refresh_failed = True
                 log.exception("virtual key refresh failed; serving the previous snapshot")
             finally:
                 self._refreshing = False
@@ -152,13 +152,7 @@ class Gateway:
             provider_key = self.authenticate(call)
             raw = await self.read_body(call, receive) if route.has_body else b""
             if route.has_body:
-                try:
-                    body = json.loads(raw)
-                except ValueError as exc:
-                    raise RouteError(400, f"The request body is not valid JSON ({exc}); send a JSON object.") from None
-                if not isinstance(body, dict):
-                    raise RouteError(400, "The request body must be a JSON object.")
-                call.body = body
+                call.body = parse_body(raw)
             call.model = request_model(call.body)
             header = call.headers.get(b"x-llm-provider")
             call.provider = choose_provider(route, header.decode("latin-1") if header else None, call.model)
@@ -355,7 +349,9 @@ class Gateway:
             key=call.key, ts=call.ts, provider=call.provider, model=call.model, endpoint=call.route.endpoint,
             streamed=streamed, status=status, outcome=outcome, usage=usage,
             latency_ms=int((time.perf_counter() - call.started) * 1000), headers=call.headers,
-            idempotency_key=call.idem, upstream_request_id=request_id, event_id=call.event_id or None)
+            idempotency_key=call.idem, upstream_request_id=request_id,
+            # Only a success takes the id derived from Idempotency-Key: a failed try must not shadow its retry.
+            event_id=call.event_id if call.event_id and (outcome == "ok" or not call.idem) else new_event_id())
         await self.spool.append(event)
         self.metrics.observe(event)
         return event

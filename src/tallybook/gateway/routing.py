@@ -105,6 +105,16 @@ def parse_tags(value: str | None) -> dict[str, str]:
     return tags
 
 
+def parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise RouteError(400, f"The request body is not valid JSON ({exc}); send a JSON object.") from None
+    if not isinstance(body, dict):
+        raise RouteError(400, "The request body must be a JSON object.")
+    return body
+
+
 def request_model(body: dict[str, Any]) -> str | None:
     model = body.get("model")
     return model if isinstance(model, str) and model else None

@@ -1,0 +1,81 @@
+"""Routing to the OpenAI-compatible APIs of Anthropic, Cohere and Ollama, with upstreams behind
+`httpx.MockTransport` (no fake server needed): the right URL, the right auth header, usage read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tallybook.config import Settings
+from tallybook.gateway.app import create_app
+from tallybook.gateway.providers import AnthropicUpstream, CohereUpstream, OllamaUpstream, OpenAIUpstream
+from tallybook.gateway.routing import ROUTES, RouteError, choose_provider, parse_tags
+
+from tests.gateway.conftest import CapturingSpool, Stack
+
+CHAT = ROUTES[("POST", "/v1/chat/completions")]
+
+
+@pytest.mark.parametrize(("model", "header", "provider"), [
+    ("gpt-4o-mini", None, "openai"), ("o3-mini", None, "openai"), ("text-embedding-3-small", None, "openai"),
+    ("claude-sonnet-4-6", None, "anthropic"), ("command-r-plus", None, "cohere"), ("llama3.2", None, "ollama"),
+    ("my-finetune:latest", None, "ollama"), ("anything", "Cohere", "cohere"),
+])
+def test_provider_from_header_or_model(model: str, header: str | None, provider: str) -> None:
+    assert choose_provider(CHAT, header, model) == provider
+
+
+def test_unknown_provider_and_model_name_the_fix() -> None:
+    with pytest.raises(RouteError, match="X-LLM-Provider"):
+        choose_provider(CHAT, None, "mystery-9")
+    with pytest.raises(RouteError, match="does not serve responses"):
+        choose_provider(ROUTES[("POST", "/v1/responses")], "anthropic", "claude-sonnet-4-6")
+    assert parse_tags("team=core, env = prod,flag") == {"team": "core", "env": "prod", "flag": ""}
+
+
+def test_compatible_apis_get_the_request_with_their_own_auth(stack: Stack) -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        body = json.loads(request.content)
+        return httpx.Response(200, json={
+            "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"], "choices": [],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}},
+            headers={"x-request-id": "req_mock"})
+
+    def upstream(kind: Any, url: str, key: str | None) -> Any:
+        return kind(url, key, client=httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+
+    spool = CapturingSpool()
+    app = create_app(keys=stack.keys, limits=None, spool=spool, settings=Settings(), upstreams=[
+        upstream(AnthropicUpstream, "https://api.anthropic.com", "sk-ant-x"),
+        upstream(CohereUpstream, "https://api.cohere.com/", "co-x"),
+        upstream(OllamaUpstream, "http://gpu:11434/v1", None),
+        upstream(OpenAIUpstream, "https://api.openai.com/v1", "sk-x")])
+
+    async def call(model: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            return await client.post("/v1/chat/completions", json={"model": model, "messages": []},
+                                     headers={"authorization": f"Bearer {stack.key}", "anthropic-beta": "x"})
+
+    for model in ("claude-sonnet-4-6", "command-a-03-2025", "llama3.2", "gpt-4o-mini"):
+        response = asyncio.run(call(model))
+        assert response.status_code == 200 and response.headers["x-request-id"] == "req_mock"
+    urls = [str(r.url) for r in seen]
+    assert urls == ["https://api.anthropic.com/v1/chat/completions",
+                    "https://api.cohere.com/compatibility/v1/chat/completions",
+                    "http://gpu:11434/v1/chat/completions", "https://api.openai.com/v1/chat/completions"]
+    assert seen[0].headers["x-api-key"] == "sk-ant-x" and "authorization" not in seen[0].headers
+    assert seen[0].headers["anthropic-beta"] == "x"  # other headers go through as sent
+    assert seen[1].headers["authorization"] == "Bearer co-x"
+    assert "authorization" not in seen[2].headers  # keyless Ollama
+    assert seen[3].headers["authorization"] == "Bearer sk-x" and seen[3].headers["accept-encoding"] == "identity"
+    assert [(e.provider, e.usage.input_tokens, e.usage.output_tokens) for e in spool.events] == [
+        ("anthropic", 12, 3), ("cohere", 12, 3), ("ollama", 12, 3), ("openai", 12, 3)]
+    assert spool.events[2].usage.gpu_seconds is not None  # wall time: the compatible API has no durations
