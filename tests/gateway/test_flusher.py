@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tallybook.gateway import spool as spooling
-from tallybook.gateway.flusher import Flusher, rebuild
+from tallybook.gateway.flusher import Flusher, rebuild, write_events
 from tallybook.gateway.spool import Spool
 from tallybook.ledger import schema as t
 from tallybook.ledger import store
@@ -99,6 +100,31 @@ def test_batch_after_batch_the_buckets_equal_a_rebuild_from_the_events(engine: s
     with engine.begin() as conn:
         rebuild(conn, org_id, HOUR.replace(hour=0), HOUR.replace(day=26, hour=0))
     assert (records(engine, "1h", *group), records(engine, "1d", *group)) == incremental
+
+
+def test_flushers_of_several_processes_adding_to_one_hour_lose_nothing(engine: sa.Engine) -> None:
+    """Two flushes of one bucket at once would each miss the other's events, were they not serialised."""
+    org_id = org(engine)
+    batches = [[event(n, org_id=org_id, customer=f"customer-{n % 2}") for n in range(k * 10, k * 10 + 10)]
+               for k in range(24)]
+    errors: list[BaseException] = []
+
+    def flusher(mine: list) -> None:  # type: ignore[type-arg]
+        try:
+            for batch in mine:
+                with engine.begin() as conn:
+                    write_events(conn, batch)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=flusher, args=(batches[k::4],)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    events = [e for batch in batches for e in batch]
+    assert records(engine, "1h", "customer") == records(engine, "1d", "customer") == expected(events, "customer")
 
 
 def test_replaying_a_flushed_segment_counts_nothing_twice(engine: sa.Engine, tmp_path: Path) -> None:
