@@ -1,11 +1,12 @@
 """Gateway spool throughput and latency: appends/s and p50/p99 append latency, by concurrency.
 
     .venv/bin/python bench/spool_bench.py [--events 20000] [--dir /path/on/the/real/disk]
-        [--flush sqlite:///bench.db]
+        [--flush sqlite:///bench.db] [--busy-hour 200000]
 
 Each concurrency level runs that many asyncio "requests" appending events back to back; an append's
 latency runs from the call until the event is written and fsynced. With --flush, the spool is then
-flushed into that ledger and the flush rate is printed too.
+flushed into that (fresh) ledger and the flush rate is printed, then the cost of one flush of 1 and
+of 100 events into an hour that already holds --busy-hour events (the flusher's steady state).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--dir", type=Path, default=None, help="spool directory (default: a temporary one)")
     parser.add_argument("--flush", default=None, help="a ledger URL to flush the spooled events into")
+    parser.add_argument("--busy-hour", type=int, default=200_000, help="events already in the hour (with --flush)")
     args = parser.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="spool-bench-"))
     print(f"spool in {base}")
@@ -81,6 +83,26 @@ def main() -> None:
         total = sum(Flusher(engine, base / f"c{c}").flush_once().inserted for c in (1, 16, 128, 512))
         elapsed = time.perf_counter() - began
         print(f"flushed {total} events in {elapsed:.2f} s ({total / elapsed:.0f} events/s)")
+        busy_hour(engine, args.busy_hour)
+
+
+def busy_hour(engine, events: int) -> None:  # type: ignore[no-untyped-def]
+    from tallybook.gateway.flusher import write_events
+
+    hour = datetime(2026, 11, 25, 10)
+    for at in range(0, events, 5000):
+        with engine.begin() as conn:
+            write_events(conn, [_at(event(n), hour, n) for n in range(at, min(at + 5000, events))])
+    for size in (1, 100):
+        began = time.perf_counter()
+        with engine.begin() as conn:
+            write_events(conn, [_at(event(n), hour, n) for n in range(size)])
+        print(f"a {size}-event flush into an hour of {events} events: {time.perf_counter() - began:.3f} s")
+
+
+def _at(e: UsageEvent, hour: datetime, n: int) -> UsageEvent:
+    e.ts = hour.replace(minute=n % 60, second=n % 59)
+    return e
 
 
 if __name__ == "__main__":
