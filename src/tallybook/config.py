@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     gateway_gpu_hour_cost: str | None = Field(
         None, description="USD per GPU-hour that prices Ollama requests (unset: they stay unpriced)."
     )
+    gateway_customer_budgets: str = Field(
+        "", description="Budgets per customer (X-Tallybook-Customer, or the key's customer) across all keys, "
+        "e.g. acme=500/month,globex=100 EUR/day.",
+    )
 
     @field_validator("database_url")
     @classmethod

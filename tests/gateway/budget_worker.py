@@ -12,6 +12,8 @@ import random
 import sys
 from decimal import Decimal
 
+from sqlalchemy import Engine, text
+
 from tallybook.gateway.keys import KeyInfo
 from tallybook.gateway.limits import BudgetExceeded, Limits, to_nanos
 from tallybook.ledger.db import connect
@@ -19,9 +21,8 @@ from tallybook.ledger.db import connect
 TASKS = 16
 
 
-async def main(url: str, key: KeyInfo, now: float, seed: int) -> dict[str, int]:
+async def main(engine: Engine, key: KeyInfo, now: float, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
-    engine = connect(url)
     stats = {"admitted": 0, "settled_nanos": 0, "max_upper_nanos": 0, "rounds": 0}
 
     async def spender(limits: Limits) -> None:
@@ -39,7 +40,7 @@ async def main(url: str, key: KeyInfo, now: float, seed: int) -> dict[str, int]:
             refusals = 0
             stats["admitted"] += 1
             stats["max_upper_nanos"] = max(stats["max_upper_nanos"], to_nanos(upper))
-            await asyncio.sleep(rng.random() / 500)
+            await asyncio.sleep(rng.random() / 25)  # the upstream answering, 0-40 ms
             actual = None if rng.random() < 0.1 else (upper * Decimal(rng.randint(20, 100)) / 100)
             stats["settled_nanos"] += to_nanos(upper if actual is None else actual)
             await limits.settle(reservation, actual)
@@ -65,6 +66,9 @@ async def main(url: str, key: KeyInfo, now: float, seed: int) -> dict[str, int]:
 if __name__ == "__main__":
     url, key_id, org_id, budget, now, seed = sys.argv[1:7]
     key = KeyInfo(key_id, int(org_id), "concurrency", budget=Decimal(budget), budget_period="day")
+    engine = connect(url)
+    with engine.connect() as conn:  # warm up, so both processes start spending together
+        conn.execute(text("SELECT 1"))
     print("ready", flush=True)
     sys.stdin.readline()
-    print(json.dumps(asyncio.run(main(url, key, float(now), int(seed)))), flush=True)
+    print(json.dumps(asyncio.run(main(engine, key, float(now), int(seed)))), flush=True)

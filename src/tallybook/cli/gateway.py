@@ -54,7 +54,7 @@ def build_app() -> Gateway:
     directory = spool_directory(settings)
     spool = Spool(directory)
     flusher = Flusher(engine, directory)
-    limits = Limits(engine)
+    limits = Limits.from_settings(engine, settings)
 
     async def start() -> None:
         flusher.start()

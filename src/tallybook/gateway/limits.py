@@ -48,7 +48,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from tallybook.errors import TallybookError
+from tallybook.config import Settings
+from tallybook.errors import ConfigError, TallybookError
 from tallybook.gateway.keys import KeyInfo
 from tallybook.ledger import budgets
 from tallybook.ledger.budgets import NANOS
@@ -83,6 +84,24 @@ class Budget:
     def __post_init__(self) -> None:
         if self.period not in ("day", "month"):
             raise ValueError(f"A budget period is 'day' or 'month', not {self.period!r}.")
+
+
+def parse_customer_budgets(text: str) -> dict[str, Budget]:
+    """`acme=500/month, globex=100 EUR/day` -> {customer: Budget}; the currency defaults to USD."""
+    found: dict[str, Budget] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, spec = item.partition("=")
+        amount, _, period = spec.partition("/")
+        words = amount.split()
+        try:
+            budget = Budget(Decimal(words[0]), words[1].upper() if len(words) == 2 else "USD", period.strip())
+            if len(words) > 2 or not name.strip() or budget.limit <= 0:
+                raise ValueError
+        except (ArithmeticError, IndexError, ValueError):
+            raise ConfigError(f"TALLYBOOK_GATEWAY_CUSTOMER_BUDGETS: {item!r} is not CUSTOMER=AMOUNT[ CURRENCY]/day|month, "
+                              "e.g. acme=500/month,globex=100 EUR/day.") from None
+        found[name.strip()] = budget
+    return found
 
 
 def period_start(period: str, at: datetime) -> datetime:
@@ -229,6 +248,10 @@ class Limits:
         self._scopes: dict[tuple[int, str, datetime], _Scope] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
+
+    @classmethod
+    def from_settings(cls, engine: Engine, settings: Settings) -> Limits:
+        return cls(engine, customer_budgets=parse_customer_budgets(settings.gateway_customer_budgets))
 
     # -- rate limits ---------------------------------------------------------------------------
 
