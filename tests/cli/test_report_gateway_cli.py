@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from tallybook.analytics.optimize import _usage_by_model
 from tallybook.analytics.rates import rates
 from tallybook.analytics.rollups import ReportQuery, reading_table
 from tallybook.gateway.flusher import Flusher
@@ -89,3 +90,21 @@ def test_rates_divide_reported_cost_by_the_vendor_usage_not_the_gateway_usage_to
         [row] = rates(conn, ReportQuery(org_id=org, start=DAY, end=DAY.replace(day=25), group_by=("provider",)))
     engine.dispose()
     assert (row.input_tokens, row.output_tokens) == (5000, 500)
+
+
+def test_savings_read_a_provider_s_own_report_or_else_the_gateway_never_both(
+        cli_env: dict[str, str], tmp_path: Path) -> None:
+    org = seed(cli_env, tmp_path / "spool")  # openai: vendor-reported and metered by the gateway
+    engine = connect(cli_env["TALLYBOOK_DATABASE_URL"])
+    spool = Spool(tmp_path / "more", fsync_interval=0)
+    for n in range(3):  # anthropic: only through the gateway
+        e = event(n, org_id=org, ts=DAY.replace(hour=12))
+        e.provider, e.model = "anthropic", "claude-sonnet-4-5"
+        spool.append_sync(e)
+    spool.close_sync()
+    Flusher(engine, tmp_path / "more").flush_once()
+    with engine.connect() as conn:
+        used = {(r["provider"], r["model"]): r["input"]
+                for r in _usage_by_model(conn, ReportQuery(org_id=org, start=DAY, end=DAY.replace(day=25)))}
+    engine.dispose()
+    assert used == {("openai", "gpt-4o"): 5000, ("anthropic", "claude-sonnet-4-5"): 100 + 101 + 102}

@@ -66,14 +66,20 @@ def substitutes(path=TIERS_FILE) -> list[tuple[str, str, str]]:  # type: ignore[
 
 
 def _usage_by_model(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:
-    u = t.usage_records.c
+    u, r = t.usage_records.c, t.usage_records.alias("reported").c
     batchy = (u.batch.is_(True)) | (u.service_tier == "batch")
+    # A provider's own usage report where it has one, else what the gateway metered; never both,
+    # since the gateway meters many of the same requests the provider reports.
+    reported = select(r.provider).distinct().where(
+        r.org_id == query.org_id, r.bucket_width == "1d", r.bucket_start >= query.start,
+        r.bucket_start < query.end, r.source != "gateway")
     stmt = (select(u.provider, u.model,
                    func.sum(u.input_tokens).label("input"), func.sum(u.cache_read_tokens).label("cache_read"),
                    func.sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens).label("cache_write"),
                    func.sum(u.output_tokens).label("output"), batchy.label("is_batch"))
             .where(u.org_id == query.org_id, u.bucket_width == "1d", u.bucket_start >= query.start,
                    u.bucket_start < query.end, u.unit.is_(None), u.model.is_not(None),
+                   ~((u.source == "gateway") & u.provider.in_(reported)),
                    *[u[k].in_(list(v)) for k, v in query.filters.items() if v])
             .group_by(u.provider, u.model, batchy))
     return [dict(r) for r in conn.execute(stmt).mappings()]
