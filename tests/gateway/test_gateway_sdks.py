@@ -261,6 +261,22 @@ def test_client_cancelled_stream_is_metered_as_estimated(gw) -> None:
     assert event.list_cost is not None
 
 
+def test_cancelled_anthropic_stream_keeps_the_providers_input_figures(gw) -> None:
+    gw.anthropic.chunk_delay = 0.05
+    before = len(gw.spool.events)
+    body = {"model": "claude-haiku-4-5", "max_tokens": 200, "stream": True,
+            "messages": [{"role": "user", "content": "Tell a long story " * 20}]}
+    with httpx.stream("POST", gw.url + "/v1/messages", json=body,
+                      headers={"x-api-key": gw.key, "anthropic-version": "2023-06-01"}) as response:
+        for _ in zip(range(5), response.iter_raw(), strict=False):
+            pass
+    event = gw.spool.wait_for(before + 1)[-1]
+    truth = gw.anthropic.served.last()
+    assert event.outcome == "cancelled" and event.usage.origin == "estimated"
+    assert event.usage.input_tokens == truth.usage["input_tokens"]  # from message_start, exact
+    assert 1 <= event.usage.output_tokens < truth.tokens.output_tokens  # counted from the text relayed
+
+
 def test_upstream_errors(gw) -> None:
     gw.openai.faults.add({"path": "/v1/chat/completions", "kind": "status", "status": 500})
     with pytest.raises(openai.InternalServerError):
