@@ -19,8 +19,9 @@ Overshoot bound, per scope and period, with P processes and actual costs at most
 
 Why: the database never leases past the limit, and a request admitted against a lease that covers
 its upper bound moves leased allowance into `spent` without growing `spent + reserved`. Only when
-the database has nothing left to lease may a process admit one request AT THE EDGE: it holds what is
-left of the lease and the rest of its upper bound is unbacked. A process has at most one such
+the database had nothing left to lease (at its last look, at most `flush_seconds` ago) may a process
+admit one request AT THE EDGE: it holds what is left of its lease and the rest of its upper bound is
+unbacked. A process has at most one such
 request in flight; if it costs more than it held, the process's free lease goes below zero, so it
 admits nothing more until it settles with the database, where the overrun lands in `spent` and no
 new lease is granted while `spent + reserved` is at or over the limit. So at any moment the excess
@@ -29,6 +30,10 @@ one edge request per lease taken after its previous edge request settled, and th
 granted because `spent + reserved`, including the earlier overrun, was back within the limit.)
 An actual cost above its upper bound is still charged in full (spend is never dropped) and adds to
 the bound.
+
+A process that dies loses its settled-but-unflushed spend (at most `flush_seconds` of it; the
+spool still has the events) and its lease stays reserved until the period ends: the cap errs low,
+by at most one lease plus the requests it had in flight, never high.
 
     BudgetExceeded (429)   a budget scope has nothing left this period; says when it resets
 """
