@@ -17,7 +17,8 @@ Files: `events-<pid>-<n>.jsonl`, one `UsageEvent.to_json()` a line, a new file a
 as it may append; the lock dies with the process (even `kill -9`), so a file nobody holds is
 complete and a flusher may consume and delete it. A line without its newline is a write the
 process did not finish: it was never acknowledged, and readers skip it. Several processes may
-share one directory: each writes only files it created.
+share one directory: each writes only files it created. The directory must be on a local file
+system (flock and fdatasync are not to be trusted on NFS).
 """
 
 from __future__ import annotations
