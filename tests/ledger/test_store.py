@@ -123,6 +123,22 @@ def test_equal_dimensions_that_print_apart_stay_apart(engine: sa.Engine) -> None
     assert written == 2
 
 
+def test_a_dimension_set_on_some_rows_is_stored_on_those(engine: sa.Engine) -> None:
+    """Dimensions no row of a write sets are left out of its INSERT; the others must still land."""
+    c = t.usage_records.c
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        replace(conn, org, 0, 2, records=[usage(0), usage(1, customer="globex", detail="1024x1024")])
+        store.upsert_usage(conn, store.usage_rows(org, 1, [usage(0, tokens=7), usage(1, feature="search")]))
+        rows = conn.execute(sa.select(c.bucket_start, c.customer, c.detail, c.feature, c.input_tokens)
+                            .order_by(c.bucket_start, c.id)).all()
+    assert [tuple(r) for r in rows] == [
+        (DAY, None, None, None, 7),
+        (DAY + timedelta(days=1), "globex", "1024x1024", None, 100),
+        (DAY + timedelta(days=1), None, None, "search", 100),
+    ]
+
+
 def test_a_record_outside_its_window_writes_nothing(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         org = store.ensure_org(conn, "acme")

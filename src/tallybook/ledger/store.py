@@ -8,9 +8,10 @@ its window replacement commit together or not at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from operator import add, attrgetter, itemgetter
+from operator import attrgetter, countOf, itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table, and_, delete, func, insert, select, update
@@ -34,20 +35,14 @@ USAGE_MEASURES = (
     "reasoning_tokens", "audio_input_tokens", "audio_output_tokens", "requests", "quantity",
 )
 
-# A usage row as a tuple, in table order: what the write path builds, merges and binds. Read
-# straight off the record by the attrgetters below, so the order holds by construction.
+# A usage row as a tuple, in table order: what the write path builds, merges and binds.
 _USAGE_HEAD = ("source", "stream", "bucket_start", "bucket_width")
 USAGE_UPDATES = (*USAGE_MEASURES, "origin")  # what an upsert replaces in a row whose natural key is stored
 USAGE_COLUMNS = ("org_id", "connection_id", *_USAGE_HEAD, "record_key", *USAGE_DIMENSIONS, *USAGE_UPDATES)
-_usage_head = attrgetter(*_USAGE_HEAD)
 _usage_measures = attrgetter(*USAGE_UPDATES)
-_usage_row_values = itemgetter(*USAGE_COLUMNS)
 _BUCKET_START = USAGE_COLUMNS.index("bucket_start")
 _FIRST_DIMENSION = USAGE_COLUMNS.index(USAGE_DIMENSIONS[0])
 _END_DIMENSIONS = _FIRST_DIMENSION + len(USAGE_DIMENSIONS)
-_FIRST_MEASURE = USAGE_COLUMNS.index(USAGE_MEASURES[0])
-_END_MEASURES = _FIRST_MEASURE + len(USAGE_MEASURES)
-_MISSING = object()
 Processor = Callable[[Any], Any]
 BATCH_ROWS = 10_000  # rows per executemany: bounds the bound-parameter copies held at once
 
@@ -107,53 +102,70 @@ def delete_connection(conn: Connection, org_id: int, name: str) -> bool:
 
 # --- usage and cost records -----------------------------------------------------------------------
 
-def _usage_values(org_id: int, connection_id: int, records: Iterable[UsageRecord],
-                  processors: Sequence[tuple[int, Processor]] = ()) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-    """Records as `USAGE_COLUMNS` tuples, with duplicates of one natural key merged by summing their measures.
+@dataclass(slots=True)
+class _UsageBatch:
+    """Usage records as rows for the driver: the columns written, one tuple of values a row, and each
+    row's (source, stream, width, bucket start, record key) in the same order."""
 
-    Keyed by (source, stream, width, bucket start, record key). With the dialect's bind
-    `processors` (from `_upsert_statement`), the tuples hold what the driver takes.
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+    idents: list[tuple[Any, ...]]
+
+
+def _usage_values(org_id: int, connection_id: int, records: Iterable[UsageRecord],
+                  processors: Sequence[tuple[int, Processor]] = (), *,
+                  every_column: bool = True) -> _UsageBatch:
+    """Records as rows, with duplicates of one natural key merged into the first by summing their measures.
+
+    With the dialect's bind `processors` for `USAGE_COLUMNS` (from `_upsert_statement`) the rows
+    hold what the driver takes. Unless `every_column`, a dimension no record sets is left out of the
+    columns: the row stores NULL either way, and binding eight such NULLs made SQLite half again as slow.
     """
     bind = dict(processors)
     bind_start = bind.pop(_BUCKET_START, None)
-    bind_dims = [(i - _FIRST_DIMENSION, bind.pop(i)) for i in range(_FIRST_DIMENSION, _END_DIMENSIONS) if i in bind]
+    bind_dims = {i - _FIRST_DIMENSION: bind.pop(i)
+                 for i in range(_FIRST_DIMENSION, _END_DIMENSIONS) if i in bind}
     if bind:  # pragma: no cover - a dialect converting a column no record field needs converting on ours
         raise LedgerError(f"Cannot bind usage columns {sorted(USAGE_COLUMNS[i] for i in bind)}.")
-    merged: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-    # A sync returns the same dimensions in bucket after bucket, and few bucket starts: digest and
-    # bind each once. The types are part of the key because equal values may print apart (True, 1);
-    # bucket starts are naive UTC (records.py), so equal ones bind alike.
-    keys: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}
-    starts: dict[datetime, Any] = {}
+    # A sync returns the same dimensions in bucket after bucket: digest each combination once. The
+    # types are part of the memo's key because equal values may print apart (True and 1).
+    combinations: dict[tuple[Any, ...], list[Any]] = {}  # -> [record key, dimensions, bound dimensions]
+    firsts: dict[tuple[Any, ...], tuple[UsageRecord, list[Any]]] = {}
+    duplicates: dict[tuple[Any, ...], list[UsageRecord]] = {}
     for r in records:
         dims = usage_dimensions(r)
         typed = (dims, *map(type, dims))
-        found = keys.get(typed)
-        if found is None:
-            bound = list(dims)
-            for i, process in bind_dims:
-                bound[i] = process(bound[i])
-            found = keys[typed] = (usage_key(dims), tuple(bound))
-        key, bound_dims = found
-        source, stream, bucket_start, bucket_width = _usage_head(r)
-        start = bucket_start
-        if bind_start is not None:
-            start = starts.get(bucket_start, _MISSING)
-            if start is _MISSING:
-                start = starts[bucket_start] = bind_start(bucket_start)
-        row = (org_id, connection_id, source, stream, start, bucket_width, key, *bound_dims, *_usage_measures(r))
-        ident = (source, stream, bucket_width, bucket_start, key)
-        first = merged.setdefault(ident, row)
-        if first is not row:
-            merged[ident] = (*first[:_FIRST_MEASURE],
-                             *map(add, first[_FIRST_MEASURE:_END_MEASURES], row[_FIRST_MEASURE:_END_MEASURES]),
-                             *first[_END_MEASURES:])
-    return merged
+        combination = combinations.get(typed)
+        if combination is None:
+            combination = combinations[typed] = [usage_key(dims), dims]
+        ident = (r.source, r.stream, r.bucket_width, r.bucket_start, combination[0])
+        first = firsts.setdefault(ident, (r, combination))
+        if first[0] is not r:
+            duplicates.setdefault(ident, []).append(r)
+
+    used = [i for i in range(len(USAGE_DIMENSIONS))
+            if every_column or any(c[1][i] is not None for c in combinations.values())]
+    for combination in combinations.values():
+        dims = combination[1]
+        combination.append(tuple(bind_dims[i](dims[i]) if i in bind_dims else dims[i] for i in used))
+    # Bucket starts are few and naive UTC (records.py): equal ones bind alike, so each binds once.
+    starts = {at: at if bind_start is None else bind_start(at) for at in {ident[3] for ident in firsts}}
+    rows = []
+    for ident, (r, combination) in firsts.items():
+        source, stream, bucket_width, bucket_start, key = ident
+        measures = _usage_measures(r)
+        if duplicates and ident in duplicates:
+            summed = [sum(x) for x in zip(*(_usage_measures(d)[:-1] for d in (r, *duplicates[ident])))]
+            measures = (*summed, measures[-1])
+        rows.append((org_id, connection_id, source, stream, starts[bucket_start], bucket_width, key,
+                     *combination[2], *measures))
+    columns = (*USAGE_COLUMNS[:_FIRST_DIMENSION], *(USAGE_DIMENSIONS[i] for i in used), *USAGE_UPDATES)
+    return _UsageBatch(columns, rows, list(firsts))
 
 
 def usage_rows(org_id: int, connection_id: int, records: Iterable[UsageRecord]) -> list[dict[str, Any]]:
     """Records as table rows, with duplicates of one natural key merged by summing their measures."""
-    return [dict(zip(USAGE_COLUMNS, values)) for values in _usage_values(org_id, connection_id, records).values()]
+    return [dict(zip(USAGE_COLUMNS, values)) for values in _usage_values(org_id, connection_id, records).rows]
 
 
 def cost_rows(org_id: int, connection_id: int, records: Iterable[CostRecord]) -> list[dict[str, Any]]:
@@ -193,10 +205,11 @@ def _upsert_statement(dialect: Dialect, table: Table, columns: tuple[str, ...], 
         stmt = postgresql.insert(table)
     else:  # pragma: no cover - guarded by config validation
         raise LedgerError(f"Unsupported database {dialect.name!r}: use SQLite or PostgreSQL.")
-    stmt = stmt.on_conflict_do_update(index_elements=list(key_cols), set_={c: stmt.excluded[c] for c in update_cols})
+    stmt = stmt.on_conflict_do_update(index_elements=list(key_cols),
+                                      set_={c: stmt.excluded[c] for c in update_cols})
     compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
     order = tuple(compiled.binds[name].key for name in compiled.positiontup) if compiled.positiontup else None
-    if order is None and set(compiled.binds) != set(columns):  # pragma: no cover - a column that needs escaping
+    if order is None and set(compiled.binds) != set(columns):  # pragma: no cover - an escaped name
         raise LedgerError(f"Cannot bind {table.name} columns by name on {dialect.name}.")
     processors = []
     for i, name in enumerate(columns):
@@ -207,7 +220,8 @@ def _upsert_statement(dialect: Dialect, table: Table, columns: tuple[str, ...], 
     return str(compiled), order, tuple(processors)
 
 
-def _bound(values: Sequence[tuple[Any, ...]], processors: Sequence[tuple[int, Processor]]) -> list[tuple[Any, ...]]:
+def _bound(values: Sequence[tuple[Any, ...]],
+           processors: Sequence[tuple[int, Processor]]) -> list[tuple[Any, ...]]:
     """Values as the driver takes them (dates as text on SQLite, ...), through the dialect's own processors.
 
     The values processors see (bucket starts, flags) repeat row after row, so each is converted
@@ -235,7 +249,8 @@ def _write(conn: Connection, table: Table, columns: tuple[str, ...], values: Seq
     SQLAlchemy's own executemany builds and processes a parameter dict per row, which cost
     more than SQLite spends storing the row; the SQL and the conversions here are the same.
     """
-    sql, order, processors = _upsert_statement(conn.dialect, table, columns, tuple(key_cols), tuple(update_cols))
+    sql, order, processors = _upsert_statement(conn.dialect, table, columns, tuple(key_cols),
+                                               tuple(update_cols))
     reorder = None if order is None or order == columns else itemgetter(*(columns.index(c) for c in order))
     for at in range(0, len(values), BATCH_ROWS):
         batch = values[at:at + BATCH_ROWS]
@@ -262,8 +277,11 @@ def _upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_
 
 def upsert_usage(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert usage rows; a row whose natural key exists replaces the stored measures."""
-    _write(conn, t.usage_records, USAGE_COLUMNS, [_usage_row_values(row) for row in rows], NATURAL_KEY,
-           USAGE_UPDATES)
+    # A dimension no row sets is left out, as in `_usage_values` (counting runs in C: cheaper than binding).
+    columns = tuple(c for c in USAGE_COLUMNS
+                    if c not in USAGE_DIMENSIONS or countOf(map(itemgetter(c), rows), None) < len(rows))
+    values = itemgetter(*columns)
+    _write(conn, t.usage_records, columns, [values(row) for row in rows], NATURAL_KEY, USAGE_UPDATES)
 
 
 def upsert_costs(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -279,17 +297,19 @@ def replace_window(
     Rows the provider no longer returns for the window are removed, so a re-synced day
     replaces what was there and never adds to it. Returns the number of rows written.
     """
-    _, _, processors = _upsert_statement(conn.dialect, t.usage_records, USAGE_COLUMNS, NATURAL_KEY, USAGE_UPDATES)
-    usage_values = _usage_values(org_id, connection_id, usage, processors)  # bound as they are built
+    _, _, processors = _upsert_statement(conn.dialect, t.usage_records, USAGE_COLUMNS, NATURAL_KEY,
+                                         USAGE_UPDATES)
+    usage_batch = _usage_values(org_id, connection_id, usage, processors, every_column=False)
     cost_values = cost_rows(org_id, connection_id, costs)
     window = {"org_id": org_id, "connection_id": connection_id, "source": source, "stream": stream,
               "bucket_width": bucket_width, "start": start, "end": end}
-    _clear_window(conn, t.usage_records, placed=((at, s) for _, s, _, at, _ in usage_values), **window)
-    _write(conn, t.usage_records, USAGE_COLUMNS, list(usage_values.values()), NATURAL_KEY, USAGE_UPDATES,
+    _clear_window(conn, t.usage_records, placed=((at, s) for _, s, _, at, _ in usage_batch.idents), **window)
+    _write(conn, t.usage_records, usage_batch.columns, usage_batch.rows, NATURAL_KEY, USAGE_UPDATES,
            bound=True)
-    _clear_window(conn, t.cost_records, placed=((r["bucket_start"], r["stream"]) for r in cost_values), **window)
+    _clear_window(conn, t.cost_records, placed=((r["bucket_start"], r["stream"]) for r in cost_values),
+                  **window)
     upsert_costs(conn, cost_values)
-    return len(usage_values) + len(cost_values)
+    return len(usage_batch.rows) + len(cost_values)
 
 
 def _clear_window(conn: Connection, table: Table, *, placed: Iterable[tuple[datetime, str]], org_id: int,
@@ -304,8 +324,8 @@ def _clear_window(conn: Connection, table: Table, *, placed: Iterable[tuple[date
     for bucket_start, row_stream in placed:
         if not (start <= bucket_start < end) or row_stream != stream:
             raise LedgerError(
-                f"A {source} record for {bucket_start:%Y-%m-%d %H:%M} ({row_stream}) lies outside "
-                f"the window being replaced ({stream} {start:%Y-%m-%d}..{end:%Y-%m-%d}); nothing was written.")
+                f"A {source} record for {bucket_start:%Y-%m-%d %H:%M} ({row_stream}) lies outside the "
+                f"window being replaced ({stream} {start:%Y-%m-%d}..{end:%Y-%m-%d}); nothing was written.")
 
 
 def upsert_names(conn: Connection, org_id: int, connection_id: int, objects: Iterable[ProviderObject]) -> int:
