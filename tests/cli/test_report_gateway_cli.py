@@ -108,3 +108,23 @@ def test_savings_read_a_provider_s_own_report_or_else_the_gateway_never_both(
                 for r in _usage_by_model(conn, ReportQuery(org_id=org, start=DAY, end=DAY.replace(day=25)))}
     engine.dispose()
     assert used == {("openai", "gpt-4o"): 5000, ("anthropic", "claude-sonnet-4-5"): 100 + 101 + 102}
+
+
+def test_usage_without_source_counts_each_provider_once(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """Regression: `report usage` added the gateway's metered requests to the vendor's report of them."""
+    org = seed(cli_env, tmp_path / "spool")  # openai: 40 vendor-reported requests, 12 also metered
+    engine = connect(cli_env["TALLYBOOK_DATABASE_URL"])
+    spool = Spool(tmp_path / "more", fsync_interval=0)
+    for n in range(3):  # anthropic: only through the gateway
+        e = event(n, org_id=org, ts=DAY.replace(hour=12))
+        e.provider, e.model = "anthropic", "claude-sonnet-4-5"
+        spool.append_sync(e)
+    spool.close_sync()
+    Flusher(engine, tmp_path / "more").flush_once()
+    engine.dispose()
+    for group in ("provider", "provider,customer"):  # the daily rollup, then the raw records
+        rows = ok("report", "usage", "--group-by", group, *WINDOW, env=cli_env).json()
+        totals: dict[str, int] = {}
+        for r in rows:
+            totals[r["provider"]] = totals.get(r["provider"], 0) + r["requests"]
+        assert totals == {"openai": 40, "anthropic": 3}, group

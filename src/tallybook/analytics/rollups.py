@@ -144,6 +144,8 @@ def usage_report(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:
     and `quantities` ({unit: total}) for non-token units (images, seconds, sessions, ...)."""
     table, keys, where = _grouped(conn, t.usage_records, query, USAGE_GROUPS, extra=("unit",))
     c = table.c
+    if not query.filters.get("source"):
+        where.append(_not_counted_twice(table, query))
     measures = [func.sum(c[m]).label(m) for m in TOKEN_COLUMNS] + [func.sum(c.quantity).label("quantity")]
     stmt = select(*[k[1] for k in keys], *measures).where(*where).group_by(*[k[1] for k in keys])
     grouped: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -167,6 +169,22 @@ def usage_report(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:
     rows.sort(key=lambda r: tuple("" if r[g] is None else str(r[g]) for g in query.group_by))
     _add_names(conn, query, rows)
     return rows
+
+
+def _not_counted_twice(table: Any, query: ReportQuery) -> Any:
+    """Gateway-metered usage of a provider whose own usage report is in the window is left out.
+
+    The gateway meters many of the very requests the provider reports, so adding both would count
+    them twice; a provider only the gateway sees (a local model, an unconnected account) still
+    shows its metered usage. `--source` chooses explicitly.
+    """
+    other = table.alias("vendor_reported").c
+    moment = other.day if "day" in other else other.bucket_start
+    narrow = [other.bucket_width == ("1h" if "hour" in query.group_by else "1d")] if "bucket_width" in other else []
+    reported = select(other.provider).distinct().where(
+        other.org_id == query.org_id, moment >= query.start, moment < query.end, other.source != "gateway", *narrow)
+    c = table.c
+    return ~((c.source == "gateway") & c.provider.in_(reported))
 
 
 def cost_report(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:
