@@ -29,7 +29,7 @@ from tallybook.ledger.records import (
 )
 from tallybook.money import to_nanos
 
-NATURAL_KEY = ("org_id", "connection_id", "source", "stream", "bucket_width", "bucket_start", "record_key")
+NATURAL_KEY = ("org_id", "bucket_start", "bucket_width", "connection_id", "source", "stream", "record_key")
 USAGE_MEASURES = (
     "input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "output_tokens",
     "reasoning_tokens", "audio_input_tokens", "audio_output_tokens", "requests", "quantity",
