@@ -309,10 +309,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{f.cpu_rate:>10,.0f}")
     sqlite_figures = results["sqlite"]
     if isinstance(sqlite_figures, list):
-        slowest = min(sqlite_figures, key=lambda f: f.rate)
-        verdict = "meets" if slowest.rate >= GOAL else "MISSES"
-        print(f"\nSQLite, slowest path ({slowest.label}): {slowest.rate:,.0f} rows/s, "
-              f"{verdict} the {GOAL:,} rows/s goal")
+        print(f"\ngoal on SQLite: {GOAL:,} rows/s")
+        for f in sqlite_figures:
+            print(f"  {f.label:<29} {f.rate:>9,.0f} rows/s  {'met' if f.rate >= GOAL else 'MISSED'}")
 
     if not args.skip_demo:
         print("\nsyncing 90 days of the demo organisation from the fakes ...", flush=True)
