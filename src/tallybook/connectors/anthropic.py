@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from tallybook.connectors.base import WIDTH_SECONDS, Chunk, KeyCheck, Task, split_range
+from tallybook.connectors.base import WIDTH_SECONDS, Chunk, KeyCheck, Task, ceil_to, floor_to, split_range
 from tallybook.connectors.http import ProviderClient, RetryPolicy
 from tallybook.errors import ResponseError
 from tallybook.ledger.records import CostRecord, ProviderObject, UsageRecord
@@ -157,7 +157,7 @@ class AnthropicConnector:
     # -- the protocol -----------------------------------------------------------------------------
 
     def check_key(self) -> KeyCheck:
-        yesterday = _floor(_utcnow(), "1d") - timedelta(days=1)
+        yesterday = floor_to(_utcnow(), "1d") - timedelta(days=1)
         self.client.get_json(
             USAGE_PATH, [("starting_at", _rfc3339(yesterday)), ("bucket_width", "1d"), ("limit", 1)]
         )
@@ -374,7 +374,7 @@ class AnthropicConnector:
 
 def _tasks(stream: str, width: str, start: datetime, end: datetime) -> list[Task]:
     """Aligned tasks of at most one page of buckets; a non-aligned end is rounded up."""
-    first, stop = _floor(start, width), _ceil(end, width)
+    first, stop = floor_to(start, width), ceil_to(end, width)
     step = timedelta(seconds=WIDTH_SECONDS[width] * MAX_LIMIT[width])
     return [Task(stream, width, a, b) for a, b in split_range(first, stop, step)]
 
@@ -414,14 +414,3 @@ def _parse_time(text: str) -> datetime:
 
 def _rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _floor(moment: datetime, width: str) -> datetime:
-    seconds = WIDTH_SECONDS[width]
-    epoch = datetime(1970, 1, 1)
-    return epoch + timedelta(seconds=int((moment - epoch).total_seconds()) // seconds * seconds)
-
-
-def _ceil(moment: datetime, width: str) -> datetime:
-    low = _floor(moment, width)
-    return low if low == moment else low + timedelta(seconds=WIDTH_SECONDS[width])

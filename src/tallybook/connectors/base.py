@@ -76,6 +76,22 @@ class Connector(Protocol):
     def close(self) -> None: ...
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
+def floor_to(moment: datetime, width: str) -> datetime:
+    """`moment` (naive UTC) rounded down to the start of its bucket of `width` (1m, 1h, 1d)."""
+    seconds = WIDTH_SECONDS[width]
+    elapsed = moment - _EPOCH
+    return _EPOCH + timedelta(seconds=(elapsed.days * 86400 + elapsed.seconds) // seconds * seconds)
+
+
+def ceil_to(moment: datetime, width: str) -> datetime:
+    """`moment` rounded up to the next bucket boundary (unchanged when already on one)."""
+    low = floor_to(moment, width)
+    return low if low == moment else low + timedelta(seconds=WIDTH_SECONDS[width])
+
+
 def split_range(start: datetime, end: datetime, step: timedelta) -> Iterator[tuple[datetime, datetime]]:
     """[start, end) cut into consecutive ranges of at most `step`."""
     cursor = start

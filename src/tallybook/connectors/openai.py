@@ -33,7 +33,7 @@ from typing import Annotated, Any
 import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
 
-from tallybook.connectors.base import WIDTH_SECONDS, Chunk, KeyCheck, Task, split_range
+from tallybook.connectors.base import Chunk, KeyCheck, Task, ceil_to, split_range
 from tallybook.connectors.http import ProviderClient, RetryPolicy
 from tallybook.errors import ResponseError
 from tallybook.ledger.records import CostRecord, ProviderObject, UsageRecord
@@ -186,12 +186,6 @@ def _utc(ts: int) -> datetime:
 def _unix(moment: datetime) -> int:
     return int(moment.replace(tzinfo=UTC).timestamp())
 
-
-def ceil_to(moment: datetime, width: str) -> datetime:
-    """`moment` rounded up to the next boundary of the bucket width (unchanged when already on one)."""
-    seconds = WIDTH_SECONDS[width]
-    ts = _unix(moment) + (moment.microsecond > 0)
-    return _utc(ts + (-ts % seconds))
 
 
 class OpenAIConnector:
