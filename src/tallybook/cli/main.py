@@ -8,7 +8,8 @@ import typer
 
 from tallybook import __version__
 from tallybook.cli import (  # noqa: F401
-    connect, demo, fx, gateway, keys, pricing, providers, report, report_analytics, report_rates, sync,
+    alerts, audit, billing, connect, demo, exports, fx, gateway, identities, imports, keys, pricing, providers,
+    report, report_analytics, report_finance, report_rates, serve, sync, users,
 )
 from tallybook.cli.common import err, handle_errors, out, safe_url
 from tallybook.config import get_settings, settings_table
@@ -34,6 +35,9 @@ app.add_typer(providers.providers_app, name="providers")
 app.command("gateway")(gateway.gateway)
 app.command("demo")(demo.demo)
 app.add_typer(demo.fakes_app, name="fakes")
+# Later command groups add themselves through their module's `register(app)`.
+for module in (serve, users, imports, identities, report_finance, exports, audit, alerts, billing):
+    module.register(app)
 db_app = typer.Typer(help="The ledger database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

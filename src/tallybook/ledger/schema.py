@@ -375,3 +375,8 @@ budget_spend = Table(
     Column("spent_nanos", BigInteger, nullable=False, server_default="0"),  # settled
     Column("reserved_nanos", BigInteger, nullable=False, server_default="0"),  # in flight
 )
+
+
+# The tables of later parts live in their own modules on this same `metadata`, one module per
+# migration, so parts built side by side never edit one file. Imported last: they need the names above.
+from tallybook.ledger import schema_access, schema_coding, schema_identity, schema_ops  # noqa: E402,F401

@@ -1,0 +1,9 @@
+"""`tallybook alerts ...`: budget, anomaly and sync alerts to Slack, webhooks and email."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `tallybook` app (called once by cli/main.py)."""

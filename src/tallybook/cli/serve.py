@@ -1,0 +1,9 @@
+"""`tallybook serve`: the web app (dashboard + REST API) and the sync scheduler."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `tallybook` app (called once by cli/main.py)."""

@@ -1,0 +1,7 @@
+"""Tables: Coding-tool activity: Claude Code and Cursor per-day, per-actor figures, Cursor members and events (the coding-tools issue).
+
+They live on the ledger's one `metadata` (see schema.py, which imports this module last)."""
+
+from __future__ import annotations
+
+from tallybook.ledger.schema import RowId, metadata  # noqa: F401  (used as tables are added)

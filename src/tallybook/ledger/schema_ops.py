@@ -1,0 +1,7 @@
+"""Tables: Alerts, deliveries, Stripe billing queue and customer map, the hash-chained audit log (the alerts/billing/audit issue).
+
+They live on the ledger's one `metadata` (see schema.py, which imports this module last)."""
+
+from __future__ import annotations
+
+from tallybook.ledger.schema import RowId, metadata  # noqa: F401  (used as tables are added)
