@@ -7,6 +7,7 @@ test fails when a setting here is missing from the README.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -78,6 +79,54 @@ class Settings(BaseSettings):
         "", description="Budgets per customer (X-Tallybook-Customer, or the key's customer) across all keys, "
         "e.g. acme=500/month,globex=100 EUR/day.",
     )
+
+    # --- web (dashboard, REST API, sign-in) and the sync scheduler of `tallybook serve` ---
+    web_host: str = Field("127.0.0.1", description="Address `tallybook serve` listens on (0.0.0.0: every interface).")
+    web_port: int = Field(8000, ge=1, le=65535, description="Port `tallybook serve` listens on.")
+    web_base_url: str | None = Field(
+        None, description="Public URL of the dashboard behind a reverse proxy (e.g. https://tally.example.com); "
+        "used for SSO redirects and printed links. Unset: the URL requests arrive on.",
+    )
+    cookie_secure: bool = Field(
+        False, description="Mark the session cookie Secure (HTTPS only). Requests arriving over https get it anyway.",
+    )
+    session_days: int = Field(14, ge=1, description="Days a dashboard session lasts without use before signing in again.")
+    login_max_attempts: int = Field(
+        5, ge=1, description="Failed sign-ins allowed per email and client address before login answers 429.",
+    )
+    login_window_seconds: int = Field(
+        900, ge=1, description="Window over which failed sign-ins are counted, and how long a throttled login waits.",
+    )
+    sync_schedule: str = Field(
+        "daily@02:00", description="When `tallybook serve` syncs every connection: daily@HH:MM (UTC) or off.",
+    )
+    oidc_issuer: str | None = Field(
+        None, description="OpenID Connect issuer URL for single sign-on (its /.well-known/openid-configuration "
+        "is read). Unset: SSO off, email + password only.",
+    )
+    oidc_client_id: str | None = Field(None, description="Client id registered with the SSO provider.")
+    oidc_client_secret: str | None = Field(None, description="Client secret registered with the SSO provider.",
+                                           repr=False)
+    oidc_default_org: str | None = Field(
+        None, description="Organisation slug an SSO user without an account joins on first sign-in "
+        "(unset: only users created beforehand with `tallybook users create` may sign in by SSO).",
+    )
+    oidc_default_role: str = Field("viewer", description="Role given to users who join through SSO: "
+                                   "admin, analyst or viewer.")
+
+    @field_validator("sync_schedule")
+    @classmethod
+    def _known_schedule(cls, value: str) -> str:
+        if value != "off" and not re.fullmatch(r"daily@([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError("TALLYBOOK_SYNC_SCHEDULE must be daily@HH:MM (UTC, e.g. daily@02:00) or off")
+        return value
+
+    @field_validator("oidc_default_role")
+    @classmethod
+    def _known_role(cls, value: str) -> str:
+        if value not in ("admin", "analyst", "viewer"):
+            raise ValueError("TALLYBOOK_OIDC_DEFAULT_ROLE must be admin, analyst or viewer")
+        return value
 
     @field_validator("database_url")
     @classmethod
