@@ -12,7 +12,7 @@ from tallybook.cli import (  # noqa: F401
     report, report_analytics, report_finance, report_rates, serve, sync, users,
 )
 from tallybook.cli.common import err, handle_errors, out, safe_url
-from tallybook.config import get_settings, settings_table
+from tallybook.config import Settings, get_settings, settings_table
 from tallybook.ledger import rollup
 from tallybook.ledger.db import open_ledger
 
@@ -83,7 +83,8 @@ def show_config() -> None:
     current = get_settings().model_dump()
     for row in settings_table():
         name = row.env.removeprefix("TALLYBOOK_").lower()
-        value = "(set)" if name == "master_key" and current.get(name) else current.get(name)
+        secret = not Settings.model_fields[name].repr  # master key, SSO client secret
+        value = "(set)" if secret and current.get(name) else current.get(name)
         if name == "database_url":
             value = safe_url(str(value))
         out.print(f"[bold]{row.env}[/] = {value}\n    {row.help}")
