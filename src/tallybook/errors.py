@@ -5,6 +5,7 @@
     ├── VaultError             a secret cannot be decrypted (wrong master key)
     ├── LedgerError            the store refused a write or is not migrated
     ├── SpoolError             the gateway cannot write usage events to its spool (closed, disk full)
+    ├── ImportFileError        a CSV import, identity map or seat file is malformed; carries `path`, `line`, `column` (exit 2)
     ├── PricingError           a pricing rule, rules file or FX file is malformed (exit 2)
     │   ├── RuleFileError      a rules file cannot be read; carries `path`, `line`, `column`
     │   └── FxError            no usable FX rate, or the rates cannot be fetched (exit 1)
@@ -39,6 +40,17 @@ class LedgerError(TallybookError):
 
 class SpoolError(TallybookError):
     pass
+
+
+class ImportFileError(TallybookError):
+    """`str(e)` reads `path: line N, column C: what was wrong`; nothing of the file was imported."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, line: int | None, column: str | None, message: str) -> None:
+        self.path, self.line, self.column = path, line, column
+        where = ", ".join(p for p in (f"line {line}" if line else "", f"column {column!r}" if column else "") if p)
+        super().__init__(f"{path}: {where}: {message}" if where else f"{path}: {message}")
 
 
 class PricingError(TallybookError):
