@@ -5,6 +5,9 @@
     ├── VaultError             a secret cannot be decrypted (wrong master key)
     ├── LedgerError            the store refused a write or is not migrated
     ├── SpoolError             the gateway cannot write usage events to its spool (closed, disk full)
+    ├── AccessError            a user, member, session or API token request is refused; carries `status`
+    │   ├── InvalidCredentials 401: wrong email or password, or an unknown, expired or revoked token
+    │   └── LoginThrottled     429: too many failed sign-ins; carries `retry_after` (seconds)
     ├── ImportFileError        a CSV import, identity map or seat file is malformed; carries `path`, `line`, `column` (exit 2)
     ├── PricingError           a pricing rule, rules file or FX file is malformed (exit 2)
     │   ├── RuleFileError      a rules file cannot be read; carries `path`, `line`, `column`
@@ -51,6 +54,29 @@ class ImportFileError(TallybookError):
         self.path, self.line, self.column = path, line, column
         where = ", ".join(p for p in (f"line {line}" if line else "", f"column {column!r}" if column else "") if p)
         super().__init__(f"{path}: {where}: {message}" if where else f"{path}: {message}")
+
+
+class AccessError(TallybookError):
+    """HTTP-facing: `status` is the answer the web layer gives (400 bad input, 404 unknown, 409 conflict)."""
+
+    status = 400
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        if status is not None:
+            self.status = status
+        super().__init__(message)
+
+
+class InvalidCredentials(AccessError):
+    status = 401
+
+
+class LoginThrottled(AccessError):
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class PricingError(TallybookError):
