@@ -68,3 +68,11 @@ def test_redact_scrubs_given_and_key_shaped_secrets() -> None:
     cleaned = redact(text, SECRET)
     assert SECRET not in cleaned and "ABCDEFGHIJKLMNOP" not in cleaned
     assert "sk-admin-...a1b2" in cleaned
+
+
+def test_derived_keys_depend_on_master_key_and_purpose() -> None:
+    one, two = Vault(os.urandom(32)), Vault(os.urandom(32))
+    assert one.derive_key("web-session") == one.derive_key("web-session")  # every process agrees
+    assert len(one.derive_key("web-session")) == 32
+    assert one.derive_key("web-session") != one.derive_key("web-csrf")
+    assert one.derive_key("web-session") != two.derive_key("web-session")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class Vault:
         if len(master_key) != KEY_BYTES:
             raise ConfigError("The master key must be 32 bytes (base64 of 32 random bytes).")
         self._kek = AESGCM(master_key)
+        self._derive_base = hmac.new(master_key, b"tallybook-derive", hashlib.sha256).digest()
         self.kek_id = hashlib.sha256(b"tallybook-kek" + master_key).digest()[:KEK_ID_BYTES]
 
     @classmethod
@@ -42,6 +44,11 @@ class Vault:
         if settings.master_key:
             return cls(_decode_master_key(settings.master_key))
         return cls(_load_or_create_key_file(Path(settings.master_key_file)))
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte key for `purpose` (e.g. "web-session"), derived from the master key, so signing
+        keys need no secret of their own and every process sharing the master key agrees on them."""
+        return hmac.new(self._derive_base, purpose.encode(), hashlib.sha256).digest()
 
     def seal(self, secret: str, *, context: str) -> str:
         """Encrypt `secret`; `context` (e.g. "org:1/connection:openai") must be given again to open it."""
