@@ -8,6 +8,7 @@
     ├── AccessError            a user, member, session or API token request is refused; carries `status`
     │   ├── InvalidCredentials 401: wrong email or password, or an unknown, expired or revoked token
     │   └── LoginThrottled     429: too many failed sign-ins; carries `retry_after` (seconds)
+    ├── AlertError             an alert rule or channel is malformed, or a delivery failed
     ├── ImportFileError        a CSV import, identity map or seat file is malformed; carries `path`, `line`, `column` (exit 2)
     ├── PricingError           a pricing rule, rules file or FX file is malformed (exit 2)
     │   ├── RuleFileError      a rules file cannot be read; carries `path`, `line`, `column`
@@ -43,6 +44,10 @@ class LedgerError(TallybookError):
 
 class SpoolError(TallybookError):
     pass
+
+
+class AlertError(TallybookError):
+    exit_code = 2
 
 
 class ImportFileError(TallybookError):
