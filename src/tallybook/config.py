@@ -114,6 +114,20 @@ class Settings(BaseSettings):
     oidc_default_role: str = Field("viewer", description="Role given to users who join through SSO: "
                                    "admin, analyst or viewer.")
 
+    # --- alerts: how often rules are checked, retries, and the SMTP server for email channels ---
+    alerts_interval: float = Field(
+        30.0, gt=0, description="Seconds between alert checks in `tallybook gateway`, `tallybook serve` and "
+        "`tallybook alerts run --watch` (budget alerts fire within two of these of being crossed).",
+    )
+    alerts_max_attempts: int = Field(6, ge=1, description="Tries per alert delivery (backoff 30 s, doubling) "
+                                     "before it is recorded as failed.")
+    smtp_host: str | None = Field(None, description="SMTP server for email alerts and reports (unset: email off).")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (587 STARTTLS, 465 implicit TLS, 25 none).")
+    smtp_tls: str = Field("starttls", description="SMTP encryption: starttls, ssl (implicit TLS) or none.")
+    smtp_user: str | None = Field(None, description="SMTP login user (unset: no login).")
+    smtp_password: str | None = Field(None, description="SMTP login password.", repr=False)
+    smtp_from: str = Field("tallybook@localhost", description="From address of alert and report emails.")
+
     @field_validator("sync_schedule")
     @classmethod
     def _known_schedule(cls, value: str) -> str:
@@ -126,6 +140,13 @@ class Settings(BaseSettings):
     def _known_role(cls, value: str) -> str:
         if value not in ("admin", "analyst", "viewer"):
             raise ValueError("TALLYBOOK_OIDC_DEFAULT_ROLE must be admin, analyst or viewer")
+        return value
+
+    @field_validator("smtp_tls")
+    @classmethod
+    def _known_tls(cls, value: str) -> str:
+        if value not in ("starttls", "ssl", "none"):
+            raise ValueError("TALLYBOOK_SMTP_TLS must be starttls, ssl or none")
         return value
 
     @field_validator("database_url")
