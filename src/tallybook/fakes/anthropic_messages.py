@@ -5,6 +5,8 @@
                                     content_block_delta..., content_block_stop, message_delta (CUMULATIVE
                                     usage), message_stop
     POST /v1/messages/count_tokens  {"input_tokens": n}
+    POST /v1/chat/completions       the OpenAI SDK compatibility layer: OpenAI's shape with minimal usage
+                                    (openai_chat.CompatibleChat); no anthropic-version needed
 
 Requests need `x-api-key` or `Authorization: Bearer` (any key starting with `key_prefix`; the anthropic
 SDK 2.x sends the latter) and `anthropic-version`; errors use
@@ -30,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tallybook.fakes.anthropic_admin import ERROR_TYPES
+from tallybook.fakes.openai_chat import CompatibleChat
 from tallybook.fakes.chat_upstreams import (
     ApiError,
     Reply,
@@ -95,10 +98,19 @@ class AnthropicMessagesFake(UpstreamFake):
             raise ApiError(400, "anthropic-version: header is required")
         return key
 
+    def _compat_key(self, request: Request) -> str | None:
+        key = request.headers.get("x-api-key") or ""
+        header = request.headers.get("authorization", "")
+        key = key or (header[7:].strip() if header.lower().startswith("bearer ") else "")
+        if not key.startswith(self.key_prefix):
+            raise ApiError(401, "Incorrect API key provided.")
+        return key
+
     def routes(self) -> list[Route]:
         return [
             Route("/v1/messages", self.endpoint(self._messages), methods=["POST"]),
             Route("/v1/messages/count_tokens", self.endpoint(self._count_tokens), methods=["POST"]),
+            CompatibleChat(self).route("/v1/chat/completions", self._compat_key),
         ]
 
     # -- the prompt ------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ HTTP for fakes in another process:
 Besides the shared FaultInjector kinds (status, delay, malformed_json), the chat fakes honour
 {"kind": "stream_cut", "after_chunks": N}: a stream ends cleanly after N frames, without its
 usage frame or terminator, as when an upstream drops mid-answer. Its record stays `completed=False`.
+A test may also slow ONE stream down with the request header `x-fake-chunk-delay: SECONDS` (no real
+provider reads it; it stands in for a slow model so a client can cancel mid-answer).
 """
 
 from __future__ import annotations
@@ -245,10 +247,13 @@ class UpstreamFake:
         return self.request_id_prefix + uuid.uuid4().hex[:24]
 
     def endpoint(
-        self, build: Build, *, needs_body: bool = True, errors: ErrorBody | None = None
+        self, build: Build, *, needs_body: bool = True, errors: ErrorBody | None = None,
+        auth: Callable[[Request], str | None] | None = None,
     ) -> Callable[[Request], Awaitable[Response]]:
-        """The route handler around `build`; `errors` overrides `error_body` for this route's ApiErrors."""
+        """The route handler around `build`; `errors` overrides `error_body` and `auth` overrides
+        `authenticate` for this route (a provider's OpenAI-compatible API speaks OpenAI's shape)."""
         error_body = errors or self.error_body
+        authenticate = auth or self.authenticate
 
         async def handle(request: Request) -> Response:
             request_id = self.new_request_id()
@@ -263,7 +268,7 @@ class UpstreamFake:
                 if early is not None:
                     early.headers.update(headers)
                     return self._finish(request, served, early)
-                served.api_key = self.authenticate(request)
+                served.api_key = authenticate(request)
                 body = await self._json(request) if needs_body else {}
                 served.model = body.get("model") if isinstance(body.get("model"), str) else None
                 served.stream = bool(body.get("stream"))
@@ -298,13 +303,17 @@ class UpstreamFake:
         """Send `frames` one by one, `chunk_delay` apart; the record completes after the last one."""
         fault = getattr(request.state, "fault", None)
         cut = int(fault.get("after_chunks", 1)) if fault and fault.get("kind") == "stream_cut" else None
+        try:
+            delay = float(request.headers.get("x-fake-chunk-delay", self.chunk_delay))
+        except ValueError:
+            delay = self.chunk_delay
 
         async def body() -> AsyncIterator[str]:
             for index, frame in enumerate(frames):
                 if cut is not None and index >= cut:
                     return
-                if index and self.chunk_delay:
-                    await asyncio.sleep(self.chunk_delay)
+                if index and delay:
+                    await asyncio.sleep(delay)
                 yield frame
                 self.served.update(served, chunks=index + 1)
             self.served.update(served, completed=True)

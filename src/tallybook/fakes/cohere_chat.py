@@ -2,6 +2,8 @@
 
     POST /v2/chat   non-stream {"id", "finish_reason", "message", "usage"}, or SSE events message-start,
                     content-start, content-delta..., content-end, message-end whose delta carries usage
+    POST /compatibility/v1/chat/completions   the Compatibility API: OpenAI's shape, usage the billed
+                    prompt/completion/total tokens (openai_chat.CompatibleChat)
 
 `usage` = {"billed_units": {"input_tokens", "output_tokens"}, "tokens": {"input_tokens", "output_tokens"}}.
 Billed input is `plan_reply`'s prompt tokens; `tokens.input_tokens` adds `template_tokens` for Cohere's
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tallybook.fakes.openai_chat import CompatibleChat
 from tallybook.fakes.chat_upstreams import (
     ApiError,
     Served,
@@ -56,7 +59,8 @@ class CohereChatFake(UpstreamFake):
         return key
 
     def routes(self) -> list[Route]:
-        return [Route("/v2/chat", self.endpoint(self._chat), methods=["POST"])]
+        return [Route("/v2/chat", self.endpoint(self._chat), methods=["POST"]),
+                CompatibleChat(self).route("/compatibility/v1/chat/completions", self.authenticate)]
 
     def _chat(self, request: Request, body: dict[str, Any], served: Served) -> Response:
         require(body, "model", str, "a string")

@@ -27,7 +27,7 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -70,7 +70,8 @@ class OpenAIChatFake(UpstreamFake):
     `served` the ground truth; `faults` the FaultInjector."""
 
     provider = "openai"
-    system_fingerprint = "fp_fake0001"
+    system_fingerprint: str | None = "fp_fake0001"
+    obfuscates = True  # stream deltas carry `obfuscation` unless the request turns it off
 
     def __init__(
         self,
@@ -142,8 +143,10 @@ class OpenAIChatFake(UpstreamFake):
         return usage
 
     def _tokens(self, reply: Reply) -> Tokens:
-        cached = cached_tokens(reply.prompt_tokens) if self.usage_shape == "extended" else 0
-        return Tokens(reply.prompt_tokens, reply.completion_tokens, cached, 0, reply.reasoning_tokens)
+        if self.usage_shape == "minimal":  # what is reported: no cached or reasoning details
+            return Tokens(reply.prompt_tokens, reply.completion_tokens)
+        return Tokens(reply.prompt_tokens, reply.completion_tokens, cached_tokens(reply.prompt_tokens), 0,
+                      reply.reasoning_tokens)
 
     def _chat(self, request: Request, body: dict[str, Any], served: Served) -> Response:
         model = self._model(body)
@@ -165,7 +168,7 @@ class OpenAIChatFake(UpstreamFake):
         options = body.get("stream_options") or {}
         return self.stream(request, served, self._chat_frames(
             base, reply, finish, usage, bool(options.get("include_usage")),
-            options.get("include_obfuscation", True) is not False), "text/event-stream")
+            self.obfuscates and options.get("include_obfuscation", True) is not False), "text/event-stream")
 
     def _chat_frames(self, base: dict[str, Any], reply: Reply, finish: str, usage: dict[str, Any],
                      include_usage: bool, obfuscate: bool) -> Iterator[str]:
@@ -297,6 +300,28 @@ class OpenAIChatFake(UpstreamFake):
         models = [{"id": m, "object": "model", "created": 1_715_367_049, "owned_by": "system"}
                   for m in self.models]
         return JSONResponse({"object": "list", "data": models})
+
+
+class CompatibleChat(OpenAIChatFake):
+    """Chat completions in OpenAI's shape, as another provider's OpenAI-compatible API serves them,
+    mounted inside that provider's fake (its ServedLog, request ids, faults and pacing).
+
+    Usage is the minimal prompt/completion/total tokens: Anthropic's compatibility layer leaves the
+    `*_details` empty and honours `stream_options.include_usage`; Cohere's reports the billed tokens."""
+
+    obfuscates = False  # an OpenAI feature the compatibility layers do not copy
+
+    def __init__(self, owner: UpstreamFake, *, system_fingerprint: str | None = None) -> None:
+        super().__init__(key_prefix=None, usage_shape="minimal", served=owner.served)
+        self.owner = owner
+        self.system_fingerprint = system_fingerprint
+
+    def stream(self, request: Request, served: Served, frames: Iterable[str], media_type: str) -> Response:
+        return self.owner.stream(request, served, frames, media_type)
+
+    def route(self, path: str, auth: Callable[[Request], str | None]) -> Route:
+        """POST `path` on the owner, answering errors in OpenAI's envelope."""
+        return Route(path, self.owner.endpoint(self._chat, errors=self.error_body, auth=auth), methods=["POST"])
 
 
 def _vector(text: str, dimensions: int) -> list[float]:
