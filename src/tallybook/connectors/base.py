@@ -75,6 +75,9 @@ class Connector(Protocol):
 
     def close(self) -> None: ...
 
+    # Optional, coding tools only: `directory() -> ToolDirectory` (members, cycle spend), read after
+    # the tasks and saved with the names by the sync engine.
+
 
 _EPOCH = datetime(1970, 1, 1)
 

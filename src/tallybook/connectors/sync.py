@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from tallybook.connectors.base import Connector, Task
 from tallybook.errors import AuthError, ConnectorError, PermissionDenied
-from tallybook.ledger import rollup, store
+from tallybook.ledger import coding, rollup, store
 
 
 @dataclass
@@ -90,8 +90,12 @@ def sync_connection(
             if on_task:
                 on_task(task, written)
         objects = list(connector.names())
+        listing = getattr(connector, "directory", None)  # coding tools: members and cycle spend
+        directory = listing() if listing is not None else None
         with engine.begin() as conn:
             result.names = store.upsert_names(conn, org_id, connection_id, objects)
+            if directory is not None:
+                coding.save_directory(conn, org_id, connection_id, directory, now=now)
             store.finish_run(conn, run_id, status="succeeded")
             store.mark_connection(conn, connection_id, status="active", error=None, synced=True)
     except ConnectorError as exc:

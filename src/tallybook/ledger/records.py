@@ -58,6 +58,7 @@ COST_DIMENSIONS = (
     "context_window",
     "inference_geo",
     "currency",
+    "user",  # last and left out of the key while unset, see `cost_key` (schema 0007)
 )
 
 
@@ -86,6 +87,17 @@ def usage_key(dimensions: tuple[object, ...]) -> str:
     """
     if dimensions[-len(ATTRIBUTION_DIMENSIONS):] == _UNATTRIBUTED:
         dimensions = dimensions[:-len(ATTRIBUTION_DIMENSIONS)]
+    return natural_key(dimensions)
+
+
+def cost_key(dimensions: tuple[object, ...]) -> str:
+    """The natural key of a cost record's `COST_DIMENSIONS` values.
+
+    `user` came later (schema 0007): left out while unset, so every key stored before it is found
+    again and a re-synced day still replaces itself.
+    """
+    if dimensions[-1] is None:
+        dimensions = dimensions[:-1]
     return natural_key(dimensions)
 
 
@@ -159,9 +171,10 @@ class CostRecord:
     quantity: Decimal | None = None
     quantity_unit: str | None = None
     origin: str = "reported"
+    user: str | None = None  # the person (email) or actor charged, where the vendor says
 
     def key(self) -> str:
-        return natural_key(cost_dimensions(self))
+        return cost_key(cost_dimensions(self))
 
 
 @dataclass(slots=True)
@@ -176,3 +189,44 @@ class ProviderObject:
     parent_id: str | None = None  # the project or workspace an API key belongs to
     status: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ToolMember:
+    """A coding tool's team member as the vendor lists it (Cursor `GET /teams/members`)."""
+
+    tool: str  # cursor
+    email: str
+    member_id: str | None = None
+    name: str | None = None
+    role: str | None = None  # owner | member | free-owner | ...
+    removed: bool = False
+
+
+@dataclass(slots=True)
+class CycleSpend:
+    """The vendor's spend for one member over one billing cycle, to date (Cursor `POST /teams/spend`).
+
+    A reference figure shown beside the ledger's own sum; never a cost record (the per-event costs
+    of the same cycle already are)."""
+
+    tool: str
+    cycle_start: datetime  # UTC, naive
+    email: str
+    spend: Decimal  # `spendCents` / 100
+    currency: str = "USD"
+    name: str | None = None
+    role: str | None = None
+    overall_spend: Decimal | None = None
+    included_spend: Decimal | None = None
+    fast_premium_requests: int | None = None
+
+
+@dataclass(slots=True)
+class ToolDirectory:
+    """What a coding-tool connector lists beside its time buckets, written once per sync."""
+
+    tool: str
+    members: list[ToolMember] = field(default_factory=list)
+    spend: list[CycleSpend] = field(default_factory=list)
+    listed_members: bool = False  # False: the members list was not read, keep what is stored

@@ -138,6 +138,7 @@ cost_records = Table(
     Column("quantity", String(40)),  # decimal text: informational, never summed in SQL
     Column("quantity_unit", String(40)),
     Column("origin", String(12), nullable=False, server_default="reported"),
+    Column("user", String(200)),  # who was charged, where the vendor says (coding tools; schema 0007)
     UniqueConstraint(
         # bucket_start second: the key also serves every date-range read, so no second index
         # slows the writes (schema 0005; 20 % more rows/s on SQLite)

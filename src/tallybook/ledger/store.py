@@ -186,7 +186,7 @@ def cost_rows(org_id: int, connection_id: int, records: Iterable[CostRecord]) ->
             "service_tier": r.service_tier, "context_window": r.context_window,
             "inference_geo": r.inference_geo, "currency": r.currency.upper(), "amount_nanos": nanos,
             "quantity": None if r.quantity is None else str(r.quantity), "quantity_unit": r.quantity_unit,
-            "origin": r.origin,
+            "origin": r.origin, "user": r.user,
         }
     return list(merged.values())
 
