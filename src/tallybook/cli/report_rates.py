@@ -74,26 +74,9 @@ def report_benchmark(
     """
     ctx = Context(org)
     month = month or _last_full_month()
-    start, end = parse_month(month)
-    tiers = bm.load_tiers()
+    parse_month(month)  # a clear error for a malformed month
     with ctx.engine.connect() as conn:
-        index = {p.tier: p for p in bm.market_index(tiers, blended_list_price, at=end - timedelta(days=1))}
-        mine = bm.tier_rates(conn, ctx.org_id, start, end, tiers)
-        rows = []
-        for tier, point in index.items():
-            own = mine.get(tier)
-            rate = own.blended_rate if own else None
-            peers = bm.peer_percentiles(conn, ctx.org_id, month, tier, org_rate=rate)
-            vs = (rate / point.index - 1) if rate is not None and point.index else None
-            rows.append({
-                "month": month, "tier": tier, "index_blended_mtok": point.index,
-                "index_members": [f"{p}/{m}" for p, m, _ in point.members], "index_as_of": str(tiers.as_of),
-                "org_blended_rate_mtok": None if rate is None else rate.quantize(Decimal("0.000001")),
-                "vs_index_pct": None if vs is None else (vs * 100).quantize(Decimal("0.01")),
-                "org_models": sorted(own.models) if own else [], "peers": peers.status,
-                "peer_contributors": peers.contributors, **peers.percentiles,
-                "org_percentile": peers.org_percentile, "currency": "USD", "origin": "reported vs list",
-            })
+        rows = bm.benchmark_report(conn, ctx.org_id, month, blended_list_price)
     emit(rows, fmt, ["tier", "index_blended_mtok", "org_blended_rate_mtok", "vs_index_pct", "peers",
                      "peer_contributors", "p10", "p50", "p90", "org_percentile"],
          title=f"Benchmark {month} (USD per 1M tokens, blended 3:1)")
