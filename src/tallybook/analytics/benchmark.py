@@ -225,30 +225,3 @@ def benchmark_report(conn: Connection, org_id: int, month: str, pricer: BlendedP
         })
     return rows
 
-
-def benchmark_report(conn: Connection, org_id: int, month: str, pricer: BlendedPricer,
-                     tiers: Tiers | None = None) -> list[dict[str, Any]]:
-    """One row per tier for `month` (YYYY-MM): the market index, the organisation's blended rate, how far
-    it is from the index, and where it sits among opted-in peers (or "not enough peers").
-    What `tallybook report benchmark` prints and the API returns."""
-    tiers = tiers or load_tiers()
-    first = datetime.strptime(month, "%Y-%m")
-    end = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
-    index = {p.tier: p for p in market_index(tiers, pricer, at=end - timedelta(days=1))}
-    mine = tier_rates(conn, org_id, first, end, tiers)
-    rows = []
-    for tier, point in index.items():
-        own = mine.get(tier)
-        rate = own.blended_rate if own else None
-        peers = peer_percentiles(conn, org_id, month, tier, org_rate=rate)
-        vs = (rate / point.index - 1) if rate is not None and point.index else None
-        rows.append({
-            "month": month, "tier": tier, "index_blended_mtok": point.index,
-            "index_members": [f"{p}/{m}" for p, m, _ in point.members], "index_as_of": str(tiers.as_of),
-            "org_blended_rate_mtok": None if rate is None else rate.quantize(Decimal("0.000001")),
-            "vs_index_pct": None if vs is None else (vs * 100).quantize(CENT),
-            "org_models": sorted(own.models) if own else [], "peers": peers.status,
-            "peer_contributors": peers.contributors, **peers.percentiles,
-            "org_percentile": peers.org_percentile, "currency": "USD", "origin": "reported vs list",
-        })
-    return rows
