@@ -149,6 +149,15 @@ class Settings(BaseSettings):
             raise ValueError("TALLYBOOK_SMTP_TLS must be starttls, ssl or none")
         return value
 
+    retention_gateway_events_days: int = Field(
+        0, ge=0, description="Days `tallybook db prune` keeps gateway request events (usage_events); their hourly "
+        "and daily usage stays. 0 keeps them forever.",
+    )
+    retention_provider_objects_days: int = Field(
+        0, ge=0, description="Days `tallybook db prune` keeps provider objects (names and emails of provider users, "
+        "projects, keys) that no sync has seen since. 0 keeps them forever.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
