@@ -73,6 +73,17 @@ def db_rebuild_rollups() -> None:
     err.print(f"Rebuilt the daily rollups of {safe_url(settings.database_url)}: {written:,} rows.")
 
 
+@db_app.command("prune")
+@handle_errors
+def db_prune() -> None:
+    """Apply the retention settings to every organisation: old gateway events and stale provider objects go.
+
+    Example: TALLYBOOK_RETENTION_GATEWAY_EVENTS_DAYS=90 tallybook db prune
+    """
+    for slug, removed in audit.prune_command().items():
+        err.print(f"{slug}: " + (", ".join(f"{n:,} {table}" for table, n in removed.items()) or "nothing to prune"))
+
+
 @app.command("config")
 @handle_errors
 def show_config() -> None:
