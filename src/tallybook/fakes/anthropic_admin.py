@@ -5,6 +5,7 @@ Follows shared/reference/provider-apis.md sections 3.1-3.3 and 3.5:
     GET /v1/organizations/usage_report/messages   buckets of token usage, RFC 3339 times, bracket arrays
     GET /v1/organizations/cost_report             daily buckets of cost items, amounts as cent strings
     GET /v1/organizations/workspaces|api_keys|users   after_id/before_id lists
+    GET /v1/organizations/usage_report/claude_code    Claude Code analytics (3.4; claude_code_admin.py)
 
 The data is a seeded organisation: every day's atomic rows come from (seed, date) alone,
 so two fakes built at different times agree on any day they share. `expected_usage` and
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tallybook.fakes.claude_code_admin import ClaudeCodeReport
 from tallybook.fakes.faults import FaultInjector
 
 WIDTHS = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
@@ -193,6 +195,10 @@ class AnthropicAdminFake:
         self.faults = FaultInjector(error_body=error_body)
         self._days: dict[date, tuple[list[Row], list[CostItem]]] = {}
         self._build_org()
+        self.claude_code = ClaudeCodeReport(  # 3.4, its data and handler in claude_code_admin.py
+            seed=seed, now=self.now, data_start=self.data_start, bad_request=BadRequest,
+            users=[u["email"] for u in self.users if u["role"] != "billing"],
+            api_keys=["default-scripts", "research-evals"])
         self._app: Starlette | None = None
 
     # -- the organisation -------------------------------------------------------------------------
@@ -438,6 +444,7 @@ class AnthropicAdminFake:
                 routes=[
                     Route("/v1/organizations/usage_report/messages", self._handler(self._usage_report)),
                     Route("/v1/organizations/cost_report", self._handler(self._cost_report)),
+                    Route("/v1/organizations/usage_report/claude_code", self._handler(self.claude_code.respond)),
                     Route("/v1/organizations/workspaces", self._handler(self._workspaces)),
                     Route("/v1/organizations/api_keys", self._handler(self._api_keys)),
                     Route("/v1/organizations/users", self._handler(self._users)),
