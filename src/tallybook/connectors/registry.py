@@ -36,6 +36,16 @@ PROVIDERS: dict[str, ProviderInfo] = {
         "tallybook.connectors.anthropic:AnthropicConnector",
         "an admin key (sk-ant-admin01-...) from the Claude Console, Settings > Admin keys",
     ),
+    "claude_code": ProviderInfo(
+        "claude_code", "Claude Code", "ANTHROPIC_ADMIN_KEY", "https://api.anthropic.com",
+        "tallybook.connectors.claude_code:ClaudeCodeConnector",
+        "the Anthropic admin key (sk-ant-admin01-...): Claude Code analytics share it",
+    ),
+    "cursor": ProviderInfo(
+        "cursor", "Cursor", "CURSOR_ADMIN_KEY", "https://api.cursor.com",
+        "tallybook.connectors.cursor:CursorConnector",
+        "an admin API key (key_...) from the Cursor dashboard, Settings > Advanced > Admin API keys",
+    ),
 }
 
 
