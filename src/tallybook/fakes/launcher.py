@@ -11,6 +11,7 @@ from tallybook.fakes.server import RunningServer, serve_in_thread
 DEMO_KEYS = {
     "openai": "sk-admin-demo-openai-0000000000000000",
     "anthropic": "sk-ant-admin01-demo-0000000000000000",
+    "cursor": "key_" + "0" * 60 + "demo",  # the Cursor fake's DEMO_KEY
 }
 
 
@@ -36,14 +37,16 @@ class FakeCloud:
 
 def start_fakes(*, ports: dict[str, int] | None = None, seed: int = 7, days: int = 120,
                 now: datetime | None = None) -> FakeCloud:
-    """Both admin-API fakes, seeded alike, each on its own port (0 = any free one)."""
+    """The admin-API fakes (OpenAI, Anthropic, Cursor), seeded alike, each on its own port (0 = any free one)."""
     from tallybook.fakes.anthropic_admin import AnthropicAdminFake
+    from tallybook.fakes.cursor_admin import CursorAdminFake
     from tallybook.fakes.openai_admin import OpenAIAdminFake
 
     ports = ports or {}
     fakes: dict[str, object] = {
         "openai": OpenAIAdminFake(seed=seed, days=days, now=now),
-        "anthropic": AnthropicAdminFake(seed=seed, days=days, now=now),
+        "anthropic": AnthropicAdminFake(seed=seed, days=days, now=now),  # also Claude Code analytics
+        "cursor": CursorAdminFake(seed=seed, days=days, now=now),
     }
     stack = ExitStack()
     servers = {}
