@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tallybook.alerts import rules as alert_rules
+from tallybook.alerts.runner import run_once
 from tallybook.cli.common import Context, OrgOption, day_range, err, handle_errors, utcnow
 from tallybook.cli.connect import secret_context
 from tallybook.connectors.registry import PROVIDERS, build_connector, provider_info
@@ -65,11 +67,26 @@ def run_sync(
             failures.append(exc)
         finally:
             connector.close()
+    check_alerts(ctx)  # a failed sync, or what a good one reveals, is alerted on right away
     if failures:
         if len(failures) == 1:
             raise failures[0]
         raise ConnectorError(failures[0].provider, " | ".join(str(f) for f in failures))
     return results
+
+
+def check_alerts(ctx: Context) -> None:
+    """Run the organisation's alert rules once; an alerting problem is reported, never fails the sync."""
+    try:
+        with ctx.engine.connect() as conn:
+            if not alert_rules.rules(conn, ctx.org_id, enabled_only=True):
+                return
+        result = run_once(ctx.engine, ctx.settings, Vault.from_settings(ctx.settings), org_id=ctx.org_id)
+    except Exception as exc:  # noqa: BLE001 - the sync itself succeeded or failed on its own terms
+        err.print(f"[yellow]Alert check failed[/]: {exc}")
+        return
+    for o in result.outcomes:
+        err.print(f"Alert {o.rule} -> {o.channel}: {o.status}" + (f" ({o.error})" if o.error else ""))
 
 
 @handle_errors
