@@ -1,0 +1,117 @@
+"""Settings (admins only; others get 403): members and roles, API tokens, pricing rules, the sync
+schedule and the benchmark opt-in. Every change is a CSRF-checked form post to an auth service function,
+answered by a redirect back (a new token's secret is shown once instead, on the answer itself)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from tallybook.analytics import benchmark as bm
+from tallybook.errors import AccessError
+from tallybook.pricing.rules import dec, load_rules
+from tallybook.web import auth
+from tallybook.web.auth import Principal, require_page, verify_csrf
+from tallybook.web.auth.users import find_user_id
+from tallybook.web.pages.base import render
+
+router = APIRouter(include_in_schema=False)
+admin_page = require_page("admin")
+DONE = ("member_added", "role_changed", "member_removed", "token_revoked")
+
+
+def _rule_row(rule: Any) -> dict[str, Any]:
+    terms = ", ".join(f"{k} {dec(v)}" for k, v in rule.rates.items()) if rule.rates else (
+        dec(rule.fraction) if rule.fraction is not None else
+        "; ".join(f"{dec(tier.min_spend)}:{dec(tier.discount)}" for tier in rule.tiers))
+    return {"rule_id": rule.rule_id, "version": rule.version, "kind": rule.kind, "provider": rule.provider or "*",
+            "model": rule.model_pattern, "terms": terms, "currency": rule.currency,
+            "effective_from": f"{rule.effective_from:%Y-%m-%d}",
+            "effective_to": f"{rule.effective_to:%Y-%m-%d}" if rule.effective_to else "", "note": rule.note}
+
+
+def _page(request: Request, principal: Principal, *, status: int = 200, error: str | None = None,
+          new_token: str | None = None) -> Response:
+    with request.app.state.engine.connect() as conn:
+        members = auth.list_members(conn, principal.org_id)
+        tokens = auth.list_tokens(conn, principal.org_id)
+        rules = [_rule_row(r) for r in load_rules(conn, principal.org_id, current_only=True)]
+        opted_in = bm.is_opted_in(conn, principal.org_id)
+    done = request.query_params.get("done")
+    return render(request, principal, "settings.html", status=status, title="settings.title", members=members,
+                  tokens=tokens, rules=rules, opted_in=opted_in, roles=auth.ROLES, error=error,
+                  new_token=new_token, done=f"settings.done_{done}" if done in DONE else None,
+                  schedule=request.app.state.settings.sync_schedule)
+
+
+def _back(done: str) -> Response:
+    return RedirectResponse(f"/settings?done={done}", status_code=303)
+
+
+@router.get("/settings")
+def settings_page(request: Request, principal: Principal = Depends(admin_page)) -> Response:
+    return _page(request, principal)
+
+
+@router.post("/settings/members")
+def add_member(request: Request, principal: Principal = Depends(admin_page), csrf_token: str = Form(""),
+               email: str = Form(""), role: str = Form("viewer"), password: str = Form("")) -> Response:
+    verify_csrf(request, csrf_token)
+    try:
+        with request.app.state.engine.begin() as conn:
+            user_id = find_user_id(conn, email) or auth.create_user(conn, email, password or None)
+            auth.add_member(conn, principal.org_id, user_id, role)
+    except AccessError as exc:
+        return _page(request, principal, status=exc.status, error=str(exc))
+    return _back("member_added")
+
+
+@router.post("/settings/members/{user_id}/role")
+def change_role(request: Request, user_id: int, principal: Principal = Depends(admin_page),
+                csrf_token: str = Form(""), role: str = Form("")) -> Response:
+    verify_csrf(request, csrf_token)
+    try:
+        with request.app.state.engine.begin() as conn:
+            auth.set_role(conn, principal.org_id, user_id, role)
+    except AccessError as exc:
+        return _page(request, principal, status=exc.status, error=str(exc))
+    return _back("role_changed")
+
+
+@router.post("/settings/members/{user_id}/remove")
+def remove_member(request: Request, user_id: int, principal: Principal = Depends(admin_page),
+                  csrf_token: str = Form("")) -> Response:
+    verify_csrf(request, csrf_token)
+    try:
+        with request.app.state.engine.begin() as conn:
+            auth.remove_member(conn, principal.org_id, user_id)
+    except AccessError as exc:
+        return _page(request, principal, status=exc.status, error=str(exc))
+    return _back("member_removed")
+
+
+@router.post("/settings/tokens")
+def create_token(request: Request, principal: Principal = Depends(admin_page), csrf_token: str = Form(""),
+                 name: str = Form(""), write: str = Form("")) -> Response:
+    verify_csrf(request, csrf_token)
+    scopes = ("read", "write") if write == "1" else ("read",)
+    try:
+        with request.app.state.engine.begin() as conn:
+            _, plaintext = auth.create_token(conn, principal.org_id, principal.user_id, name, scopes)
+    except AccessError as exc:
+        return _page(request, principal, status=exc.status, error=str(exc))
+    return _page(request, principal, new_token=plaintext)
+
+
+@router.post("/settings/tokens/{token_id}/revoke")
+def revoke_token(request: Request, token_id: int, principal: Principal = Depends(admin_page),
+                 csrf_token: str = Form("")) -> Response:
+    verify_csrf(request, csrf_token)
+    try:
+        with request.app.state.engine.begin() as conn:
+            auth.revoke_token(conn, principal.org_id, token_id)
+    except AccessError as exc:
+        return _page(request, principal, status=exc.status, error=str(exc))
+    return _back("token_revoked")

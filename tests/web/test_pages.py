@@ -1,0 +1,191 @@
+"""Dashboard pages through HTTP (no browser): who may see what, the figures are the analytics
+functions' own (the same the CLI prints), and every table downloads as CSV with the same figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from tallybook.analytics.rollups import ReportQuery, cost_report
+from tallybook.ledger import store
+from tallybook.ledger.records import CostRecord, UsageRecord
+from tallybook.web.auth.users import org_id_for
+from tallybook.web.pages.base import this_month, today
+
+from tests.web.conftest import signed_in
+
+PAGES = {"/": "Overview", "/spend": "Spend explorer", "/optimise": "Optimisation", "/benchmark": "Benchmark",
+         "/reconcile": "Reconciliation", "/settings": "Settings"}
+ADMIN_PAGES = ("/settings",)
+
+
+def seed(engine: sa.Engine, org: str = "acme") -> int:
+    """Ten days of costs and usage up to today on two providers, odd amounts so a dropped row shows."""
+    costs, usage = [], []
+    for n in range(10):
+        day = today() - timedelta(days=n)
+        for provider, model, project in (("openai", "gpt-4o", "proj_a"), ("anthropic", "claude-sonnet-4", "ws_b")):
+            costs.append(CostRecord(source=f"{provider}_admin", stream="costs", bucket_start=day, bucket_width="1d",
+                                    provider=provider, model=model, project=project, amount=Decimal("1.234567891")
+                                    * (n + 1), currency="USD", line_item="input", token_type="input"))
+            usage.append(UsageRecord(source=f"{provider}_admin", stream="usage", bucket_start=day,
+                                     bucket_width="1d", provider=provider, model=model, project=project,
+                                     input_tokens=1000 * (n + 1), output_tokens=100 * (n + 1), requests=n + 1))
+    with engine.begin() as conn:
+        org_id = org_id_for(conn, org, create=True)
+        store.upsert_costs(conn, store.cost_rows(org_id, 0, costs))
+        store.upsert_usage(conn, store.usage_rows(org_id, 0, usage))
+    return org_id
+
+
+def rows_of(response) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(response.text)))
+
+
+def test_a_visitor_is_sent_to_sign_in(client: TestClient, member: Callable[..., int]) -> None:
+    member("ada@acme.test")
+    for path in PAGES:
+        response = client.get(path)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/login?next=")
+
+
+def test_before_any_user_every_page_leads_to_setup(client: TestClient) -> None:
+    assert client.get("/").headers["location"] == "/setup"
+    assert client.get("/login").headers["location"] == "/setup"
+    page = client.get("/setup")
+    assert page.status_code == 200 and 'name="csrf_token"' in page.text and 'action="/setup"' in page.text
+
+
+def test_an_admin_sees_every_page(client: TestClient, member: Callable[..., int], engine: sa.Engine) -> None:
+    member("ada@acme.test")
+    seed(engine)
+    signed_in(client, "ada@acme.test")
+    for path, title in PAGES.items():
+        page = client.get(path)
+        assert page.status_code == 200, (path, page.text[:500])
+        assert f"<h1>{title}</h1>" in page.text
+        assert 'href="#main"' in page.text and '<html lang="en">' in page.text
+
+
+@pytest.mark.parametrize("role", ["viewer", "analyst"])
+def test_only_admins_reach_settings_and_connect(client: TestClient, member: Callable[..., int], role: str) -> None:
+    member("ada@acme.test")
+    member("vic@acme.test", role=role)
+    signed_in(client, "vic@acme.test")
+    for path in ADMIN_PAGES:
+        refused = client.get(path)
+        assert refused.status_code == 403
+        assert "Your role does not allow this page" in refused.text
+    assert 'href="/settings"' not in client.get("/").text
+
+
+def test_a_viewer_sees_dashboards_but_downloads_nothing(client: TestClient, member: Callable[..., int],
+                                                         engine: sa.Engine) -> None:
+    member("ada@acme.test")
+    member("vic@acme.test", role="viewer")
+    seed(engine)
+    signed_in(client, "vic@acme.test")
+    page = client.get("/spend")
+    assert page.status_code == 200 and "Download CSV" not in page.text
+    assert client.get("/spend?download=breakdown").status_code == 403
+    assert client.get("/spend?format=json").status_code == 403
+
+
+def test_the_breakdown_csv_has_the_ledger_totals(client: TestClient, member: Callable[..., int],
+                                                 engine: sa.Engine) -> None:
+    member("ada@acme.test", role="analyst")
+    org_id = seed(engine)
+    signed_in(client, "ada@acme.test")
+    first, last = today() - timedelta(days=9), today()
+    query = f"from={first:%Y-%m-%d}&to={last:%Y-%m-%d}"
+    rows = rows_of(client.get(f"/spend?{query}&group=provider&download=breakdown"))
+    with engine.connect() as conn:
+        expected = {r["provider"]: r["amount"] for r in cost_report(conn, ReportQuery(
+            org_id=org_id, start=first, end=last + timedelta(days=1), group_by=["provider"]))}
+    assert {r["provider"]: Decimal(r["amount"]) for r in rows} == expected
+    assert sum(expected.values()) == Decimal("1.234567891") * 55 * 2
+    filtered = rows_of(client.get(f"/spend?{query}&group=model&provider=openai&download=breakdown"))
+    assert [(r["model"], r["currency"]) for r in filtered] == [("gpt-4o", "USD")]
+    trend = rows_of(client.get(f"/spend?{query}&period=day&group=provider&download=trend"))
+    assert sum(Decimal(r["amount"]) for r in trend) == sum(expected.values())
+
+
+def test_a_breakdown_row_drills_down_to_the_next_dimension(client: TestClient, member: Callable[..., int],
+                                                           engine: sa.Engine) -> None:
+    member("ada@acme.test")
+    seed(engine)
+    signed_in(client, "ada@acme.test")
+    page = client.get("/spend?group=provider")
+    assert 'data-href="/spend?period=day&amp;group=model' in page.text
+    assert "provider=openai" in page.text
+    drilled = client.get("/spend?group=model&provider=openai")
+    assert "gpt-4o" in drilled.text and "claude-sonnet-4" not in drilled.text.split('data-table="breakdown"')[1]
+
+
+def test_the_overview_shows_this_months_rates_and_spend_as_json_too(client: TestClient, member: Callable[..., int],
+                                                                    engine: sa.Engine) -> None:
+    from tallybook.analytics.pricers import list_pricer
+    from tallybook.analytics.rates import rates
+
+    member("ada@acme.test")
+    org_id = seed(engine)
+    signed_in(client, "ada@acme.test")
+    tables = {t["name"]: t for t in client.get("/?format=json").json()["tables"]}
+    month = this_month()
+    with engine.connect() as conn:
+        expected = [r.as_dict() for r in rates(conn, ReportQuery(org_id=org_id, start=month.start, end=month.end,
+                                                                 group_by=["provider"]), list_pricer=list_pricer)]
+        spend = cost_report(conn, ReportQuery(org_id=org_id, start=month.start, end=month.end, group_by=["provider"]))
+    got = {r["provider"]: r for r in tables["rates"]["rows"]}
+    for row in expected:
+        assert got[row["provider"]]["blended_rate_mtok"] == str(row["blended_rate_mtok"])
+        assert got[row["provider"]]["input_tokens"] == row["input_tokens"]
+    assert {r["provider"]: r["amount"] for r in tables["spend"]["rows"]} == {
+        r["provider"]: str(r["amount"]) for r in spend}
+
+
+def test_bad_parameters_get_a_page_saying_what_to_fix(client: TestClient, member: Callable[..., int]) -> None:
+    member("ada@acme.test")
+    signed_in(client, "ada@acme.test")
+    assert "YYYY-MM-DD" in client.get("/spend?from=yesterday").text
+    assert client.get("/spend?group=colour").status_code == 400
+    assert client.get("/optimise?cache_target=7").status_code == 400
+    assert client.get("/spend?download=nothing").status_code == 404
+
+
+def test_the_language_switch_is_remembered(client: TestClient, member: Callable[..., int]) -> None:
+    member("ada@acme.test")
+    signed_in(client, "ada@acme.test")
+    switched = client.get("/lang?set=fr&next=/spend")
+    assert switched.status_code == 303 and switched.headers["location"] == "/spend"
+    page = client.get("/spend")
+    assert '<html lang="fr">' in page.text and "<h1>Explorateur des dépenses</h1>" in page.text
+    assert client.get("/lang?set=fr&next=//evil.example").headers["location"] == "/"
+
+
+def test_settings_add_a_member_and_show_a_new_token_once(client: TestClient, member: Callable[..., int],
+                                                         engine: sa.Engine) -> None:
+    from tests.web.conftest import form_csrf
+
+    member("ada@acme.test")
+    signed_in(client, "ada@acme.test")
+    token = form_csrf(client)
+    added = client.post("/settings/members", data={"csrf_token": token, "email": "bo@acme.test", "role": "viewer",
+                                                   "password": "a long enough password"})
+    assert added.status_code == 303
+    assert "bo@acme.test" in client.get("/settings").text
+    created = client.post("/settings/tokens", data={"csrf_token": token, "name": "finance export"})
+    assert created.status_code == 200 and "data-new-token>tbt_" in created.text
+    plaintext = created.text.split("data-new-token>")[1].split("<")[0]
+    assert plaintext not in client.get("/settings").text
+    assert client.post("/settings/tokens", data={"csrf_token": "forged", "name": "x"}).status_code == 403
