@@ -114,6 +114,20 @@ class Settings(BaseSettings):
     oidc_default_role: str = Field("viewer", description="Role given to users who join through SSO: "
                                    "admin, analyst or viewer.")
 
+    # --- billing: usage invoicing through Stripe Billing Meters ---
+    stripe_api_key: str | None = Field(
+        None, description="Stripe secret key (sk_live_... or sk_test_..., or a restricted key with billing "
+        "meters, meter events and customers) for `tallybook billing`.", repr=False,
+    )
+    stripe_webhook_secret: str | None = Field(
+        None, description="Signing secret (whsec_...) of the Stripe webhook endpoint /webhooks/stripe.", repr=False,
+    )
+    stripe_api_base: str = Field("https://api.stripe.com", description="Stripe API address (a test double's in tests).")
+    billing_settle_minutes: int = Field(
+        10, ge=0, description="Minutes after an hour ends before its usage is sent to Stripe (late gateway "
+        "events land first; later changes become corrections).",
+    )
+
     # --- alerts: how often rules are checked, retries, and the SMTP server for email channels ---
     alerts_interval: float = Field(
         30.0, gt=0, description="Seconds between alert checks in `tallybook gateway`, `tallybook serve` and "
