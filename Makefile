@@ -18,6 +18,7 @@ demo: install                ## start the fake providers, sync 90 days through t
 
 test: install                ## install, start PostgreSQL if needed, run every test
 	@bash scripts/ensure-postgres.sh || echo "!! PostgreSQL unavailable: the PostgreSQL tests will be skipped"
+	@bash scripts/ensure-chromium.sh || echo "!! chromium unavailable: the browser tests will be skipped"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install           ## the tests without the slow end-to-end ones
