@@ -9,6 +9,7 @@
     │   ├── InvalidCredentials 401: wrong email or password, or an unknown, expired or revoked token
     │   └── LoginThrottled     429: too many failed sign-ins; carries `retry_after` (seconds)
     ├── AlertError             an alert rule or channel is malformed, or a delivery failed
+    ├── BillingError           a billing mapping is malformed, or Stripe refused or could not be reached
     ├── ImportFileError        a CSV import, identity map or seat file is malformed; carries `path`, `line`, `column` (exit 2)
     ├── PricingError           a pricing rule, rules file or FX file is malformed (exit 2)
     │   ├── RuleFileError      a rules file cannot be read; carries `path`, `line`, `column`
@@ -48,6 +49,10 @@ class SpoolError(TallybookError):
 
 class AlertError(TallybookError):
     exit_code = 2
+
+
+class BillingError(TallybookError):
+    pass
 
 
 class ImportFileError(TallybookError):
