@@ -176,7 +176,7 @@ def _parse_row(parsed: ParsedFile, mapping: Mapping, index: dict[str, int], row:
     parsed.costs.append(CostRecord(
         source=parsed.source, stream=mapping.kind, bucket_start=day, bucket_width="1d", provider=provider,
         amount=amount, currency=currency, quantity=quantity, quantity_unit=raw("quantity_unit"),
-        origin="reported", **dims))
+        origin="reported", user=_lower(raw("user")), **dims))
     parsed.lines.append(line)
     if mapping.writes_usage:
         tokens = {}
@@ -187,8 +187,13 @@ def _parse_row(parsed: ParsedFile, mapping: Mapping, index: dict[str, int], row:
             tokens[name] = int(value)
         parsed.usage.append(UsageRecord(
             source=parsed.source, stream="usage", bucket_start=day, bucket_width="1d", provider=provider,
-            model=dims["model"], project=dims["project"], api_key=dims["api_key"], user=raw("user"),
+            model=dims["model"], project=dims["project"], api_key=dims["api_key"], user=_lower(raw("user")),
             service_tier=dims["service_tier"], origin="reported", **tokens))
+
+
+def _lower(value: str | None) -> str | None:
+    """E-mail addresses as the identity map and the coding tools store them."""
+    return value.lower() if value and "@" in value else value
 
 
 def _strip(value: str, mapping: Mapping) -> str:
