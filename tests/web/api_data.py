@@ -1,0 +1,83 @@
+"""An organisation's ledger written through the one write door, for the API tests that need no fake provider:
+usage and costs on a few days, a connection, a sync run, a virtual key, a pricing rule and a member.
+
+Every name an organisation's data carries starts with its `marker`, so a test can show that one
+organisation's answers never contain a trace of another's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from tallybook.gateway.keys import create_key
+from tallybook.ledger import rollup, store
+from tallybook.ledger.records import CostRecord, UsageRecord
+from tallybook.pricing.rulefile import build_rule
+from tallybook.pricing.rules import save_rules
+from tallybook.security.vault import Vault
+
+FIRST_DAY = datetime(2026, 10, 1)
+DAYS = 5
+
+
+@dataclass(frozen=True)
+class Seeded:
+    org_id: int
+    marker: str
+    connection_id: int
+    key_id: str
+    key_secret: str
+    rule_id: str
+    run_id: int
+    admin_key: str
+    input_tokens: int  # summed over the window, for the figures the tests check
+    output_tokens: int
+    cost: Decimal
+
+
+def seed_org(engine: sa.Engine, org_id: int, marker: str, *, scale: int, vault: Vault) -> Seeded:
+    """`DAYS` days from FIRST_DAY of openai usage and cost on a model and project named after `marker`."""
+    admin_key = f"sk-admin-{marker}-{'x' * 24}{scale:04d}"
+    model, project = f"{marker}-model", f"{marker}-project"
+    usage, costs = [], []
+    for day in range(DAYS):
+        at = FIRST_DAY + timedelta(days=day)
+        usage.append(UsageRecord(source="openai_admin", stream="completions", bucket_start=at, bucket_width="1d",
+                                 provider="openai", model=model, project=project,
+                                 input_tokens=1000 * scale * (day + 1), output_tokens=100 * scale * (day + 1),
+                                 requests=10 * scale))
+        for token_type, amount in (("input", Decimal("0.25") * scale * (day + 1)),
+                                   ("output", Decimal("0.10") * scale * (day + 1))):
+            costs.append(CostRecord(source="openai_admin", stream="costs", bucket_start=at, bucket_width="1d",
+                                    provider="openai", model=model, project=project, line_item=f"{model}, {token_type}",
+                                    token_type=token_type, amount=amount, currency="USD"))
+    with engine.begin() as conn:
+        connection_id, _ = store.save_connection(
+            conn, org_id=org_id, name=f"{marker}-openai", provider="openai", base_url="http://127.0.0.1:9/v1",
+            secret_sealed=vault.seal(admin_key, context=f"org:{org_id}/connection:{marker}-openai"),
+            key_fingerprint=f"sk-admin-...{admin_key[-4:]}")
+        end = FIRST_DAY + timedelta(days=DAYS)
+        for stream, records in (("completions", usage), ("costs", costs)):
+            store.replace_window(conn, org_id=org_id, connection_id=connection_id, source="openai_admin",
+                                 stream=stream, bucket_width="1d", start=FIRST_DAY, end=end,
+                                 usage=records if stream == "completions" else (),
+                                 costs=records if stream == "costs" else ())
+        run_id = store.start_run(conn, org_id=org_id, connection_id=connection_id, provider="openai",
+                                 start=FIRST_DAY, end=end, tasks_total=2)
+        store.finish_run(conn, run_id, status="succeeded")
+        store.mark_connection(conn, connection_id, status="active", error=None, synced=True)
+        key, secret = create_key(conn, org_id=org_id, name=f"{marker}-key", customer=f"{marker}-customer",
+                                 budget=Decimal(100), budget_period="month")
+        rule_id = f"{marker}-discount"
+        save_rules(conn, org_id, [build_rule(rule_id, {"provider": "openai", "model": f"{marker}-*",
+                                                       "discount": "0.10", "effective_from": "2026-01-01"})],
+                   source="test")
+        rollup.rebuild(conn, org_id)
+    days = range(1, DAYS + 1)
+    return Seeded(org_id, marker, connection_id, key.id, secret, rule_id, run_id, admin_key,
+                  input_tokens=sum(1000 * scale * d for d in days), output_tokens=sum(100 * scale * d for d in days),
+                  cost=sum((Decimal("0.35") * scale * d for d in days), Decimal(0)))
