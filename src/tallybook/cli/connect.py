@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from tallybook import audit
 from tallybook.cli.common import Context, Format, FormatOption, OrgOption, emit, err, handle_errors
 from tallybook.connectors.registry import PROVIDERS, build_connector, provider_info
 from tallybook.errors import ConfigError
@@ -41,6 +42,9 @@ def save_key(ctx: Context, provider: str, key: str, *, base_url: str | None, nam
         _, rotated = store.save_connection(
             conn, org_id=org_id, name=conn_name, provider=provider, base_url=url,
             secret_sealed=vault.seal(key, context=secret_context(org_id, conn_name)), key_fingerprint=hint)
+        audit.record(conn, org_id, audit.cli_actor(), "connection.rotated" if rotated else "connection.created",
+                     "connection", conn_name, {"provider": provider, "base_url": url, "key": hint,
+                                               "verified": verify})
     return conn_name, rotated
 
 
@@ -101,4 +105,5 @@ def remove_connection(name: str = typer.Argument(..., help="Connection name."), 
     with ctx.engine.begin() as conn:
         if not store.delete_connection(conn, ctx.org_id, name):
             raise ConfigError(f"No connection named {name!r}; see `tallybook connections list`.")
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "connection.removed", "connection", name)
     err.print(f"Removed connection {name}.")

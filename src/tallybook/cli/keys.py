@@ -10,9 +10,10 @@ from enum import Enum
 import typer
 from sqlalchemy import select, update
 
+from tallybook import audit
 from tallybook.cli.common import Context, Format, FormatOption, OrgOption, emit, err, handle_errors, utcnow
 from tallybook.errors import ConfigError
-from tallybook.gateway.keys import create_key, revoke_key
+from tallybook.gateway.keys import create_key, key_hint, revoke_key
 from tallybook.gateway.limits import from_nanos, period_start
 from tallybook.ledger import budgets
 from tallybook.ledger import schema as t
@@ -70,6 +71,11 @@ def create(
             conn, org_id=ctx.org_id, name=name, customer=customer, feature=feature, business_unit=business_unit,
             budget=amount, budget_currency=currency.upper(), budget_period=None if period is None else period.value,
             rpm=rpm, tpm=tpm)
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "key.created", "virtual_key", key.id, {
+            "name": name, "hint": key_hint(secret), "customer": customer, "feature": feature,
+            "business_unit": business_unit, "budget": None if amount is None else str(amount),
+            "budget_currency": currency.upper(), "budget_period": None if period is None else period.value,
+            "rpm": rpm, "tpm": tpm})
     if fmt is Format.json:
         sys.stdout.write(json.dumps({"id": key.id, "name": key.name, "secret": secret}) + "\n")
     else:
@@ -154,6 +160,7 @@ def update_key(
         if not has_budget and values.get("budget_period") is not None:
             raise typer.BadParameter("--period goes with --budget.", param_hint="--period")
         conn.execute(update(t.virtual_keys).where(c.id == key_id).values(**values))
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "key.updated", "virtual_key", key_id, values)
     err.print(f"Updated key {key_id}.")
 
 
@@ -169,4 +176,5 @@ def revoke(key_id: str = typer.Argument(..., help="The key's id (vk_...), from `
     with ctx.engine.begin() as conn:
         if not revoke_key(conn, ctx.org_id, key_id):
             raise ConfigError(f"No active key {key_id!r}; see `tallybook keys list`.")
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "key.revoked", "virtual_key", key_id)
     err.print(f"Revoked key {key_id}.")

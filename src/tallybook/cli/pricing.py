@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from sqlalchemy import Connection
 
+from tallybook import audit
 from tallybook.cli.common import Context, Format, FormatOption, OrgOption, emit, err, handle_errors, parse_day, utcnow
 from tallybook.errors import PricingError
 from tallybook.pricing.catalog import TOKEN_PRICE_KEYS, UNIT_PER, ModelPrice, default_catalog, list_price
@@ -154,6 +156,7 @@ def set_rule(
     ctx = Context(org)
     with ctx.engine.begin() as conn:
         changes = save_rules(conn, ctx.org_id, [rule], source="cli")
+        audit_changes(conn, ctx.org_id, changes, "cli")
     _report(changes, fmt, "tallybook pricing set")
 
 
@@ -184,6 +187,7 @@ def apply(
         transaction = conn.begin()
         try:
             changes = save_rules(conn, ctx.org_id, rules, source=str(file))
+            audit_changes(conn, ctx.org_id, changes, str(file))
         except BaseException:
             transaction.rollback()
             raise
@@ -192,6 +196,15 @@ def apply(
         else:
             transaction.commit()
     _report(changes, fmt, f"{file}{' (check only: nothing written)' if check else ''}")
+
+
+def audit_changes(conn: Connection, org_id: int, changes: list[Change], source: str) -> None:
+    """One audit entry per created or updated rule version, in the transaction that saved it."""
+    for change in changes:
+        if change.action != "unchanged":
+            audit.record(conn, org_id, audit.cli_actor(), f"pricing_rule.{change.action}", "pricing_rule",
+                         change.rule_id, {"version": change.version, "effective_from": change.effective_from,
+                                          "source": source, "note": change.note or None})
 
 
 def _report(changes: list[Change], fmt: Format, what: str) -> None:

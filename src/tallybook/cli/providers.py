@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from tallybook import audit
 from tallybook.cli.common import Context, Format, FormatOption, OrgOption, emit, err, handle_errors
 from tallybook.errors import ConfigError
 from tallybook.gateway.credentials import PROVIDERS, list_credentials, remove_credential, save_credential
@@ -52,6 +53,8 @@ def add(
     vault = Vault.from_settings(ctx.settings)
     with ctx.engine.begin() as conn:
         replaced = save_credential(conn, vault, org_id=ctx.org_id, provider=name, base_url=url, secret=secret)
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "provider.replaced" if replaced else "provider.added",
+                     "provider", name, {"base_url": url, "key": fingerprint(secret) if secret else None})
     what = f"key {fingerprint(secret)}" if secret else "no key"
     err.print(f"{'Replaced' if replaced else 'Added'} [bold]{name}[/] ({url}) with {what}.", highlight=False)
 
@@ -81,4 +84,5 @@ def remove(provider: str = typer.Argument(..., help="The provider to forget."), 
     with ctx.engine.begin() as conn:
         if not remove_credential(conn, ctx.org_id, provider.strip().lower()):
             raise ConfigError(f"No provider {provider!r} is stored; see `tallybook providers list`.")
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "provider.removed", "provider", provider.strip().lower())
     err.print(f"Removed {provider}.")

@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 import typer
 
+from tallybook import audit
 from tallybook.analytics import benchmark as bm
 from tallybook.analytics.optimize import advise_commitment, parse_schedule, savings
 from tallybook.analytics.pricers import NegotiatedPricer, blended_list_price, list_pricer, unit_prices
@@ -192,6 +193,7 @@ def join(org: str = OrgOption) -> None:
     ctx = Context(org)
     with ctx.engine.begin() as conn:
         bm.set_opt_in(conn, ctx.org_id, True)
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "benchmark.joined", "organisation", str(ctx.org_id))
     err.print("Opted in. Share a month with `tallybook benchmark share --month YYYY-MM`.")
 
 
@@ -205,6 +207,7 @@ def leave(org: str = OrgOption) -> None:
     ctx = Context(org)
     with ctx.engine.begin() as conn:
         bm.set_opt_in(conn, ctx.org_id, False)
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "benchmark.left", "organisation", str(ctx.org_id))
     err.print("Opted out; shared figures withdrawn.")
 
 
@@ -225,4 +228,6 @@ def share(month: str = typer.Option(None, "--month", help="YYYY-MM (default: the
         mine = bm.tier_rates(conn, ctx.org_id, start, end, bm.load_tiers())
         shared = bm.share_month(conn, ctx.org_id, month,
                                 {t: r.blended_rate for t, r in mine.items() if r.blended_rate is not None})
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "benchmark.shared", "organisation", str(ctx.org_id),
+                     {"month": month, "tiers": shared})
     err.print(f"Shared {shared} tier rate(s) for {month}.")

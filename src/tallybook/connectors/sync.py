@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from tallybook import audit
 from tallybook.connectors.base import Connector, Task
 from tallybook.errors import AuthError, ConnectorError, PermissionDenied
 from tallybook.ledger import coding, rollup, store
@@ -98,15 +99,24 @@ def sync_connection(
                 coding.save_directory(conn, org_id, connection_id, directory, now=now)
             store.finish_run(conn, run_id, status="succeeded")
             store.mark_connection(conn, connection_id, status="active", error=None, synced=True)
+            _audit_use(conn, org_id, result, "succeeded")
     except ConnectorError as exc:
         result.error = str(exc)
         status = "failing" if isinstance(exc, AuthError | PermissionDenied) else "error"
         with engine.begin() as conn:
             store.finish_run(conn, run_id, status="failed", error=str(exc))
             store.mark_connection(conn, connection_id, status=status, error=str(exc), synced=False)
+            _audit_use(conn, org_id, result, "failed")
         raise
     except BaseException:
         with engine.begin() as conn:
             store.finish_run(conn, run_id, status="failed", error="interrupted")
         raise
     return result
+
+
+def _audit_use(conn: Connection, org_id: int, result: SyncResult, status: str) -> None:
+    """Each use of a connection's stored admin key is audited (a sensitive read of a secret)."""
+    audit.record(conn, org_id, "system:sync", "connection.used", "connection", result.connection, {
+        "provider": result.provider, "window_start": result.start.isoformat(), "window_end": result.end.isoformat(),
+        "status": status, "rows": result.rows, "pages": result.pages, "error": result.error})
