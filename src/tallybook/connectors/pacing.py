@@ -1,7 +1,7 @@
 """Client-side pacing for providers with a documented request rate (Cursor: 20 requests a minute).
 
-`PacedTransport` wraps any httpx transport and waits before a request that would exceed `limit`
-requests in any `window` seconds, so a sync stays under the provider's limit instead of meeting
+`PacedTransport` wraps any httpx transport and waits before a request that would make more than
+`limit` requests in any `window` seconds, so a sync stays under the provider's limit instead of meeting
 429s; retries go through it too. A 429 that still comes (another client on the same key) is left to
 `ProviderClient`, which honours `retry-after`.
 """
@@ -17,7 +17,11 @@ import httpx
 
 
 class Pacer:
-    """At most `limit` starts in any `window` seconds: `wait()` sleeps until the next start is allowed."""
+    """At most `limit` requests in any `window` seconds, as the server counts them.
+
+    A slot is held from `wait()` until `window` seconds after `done()`: the server saw the request
+    arrive at some moment before its answer came back, so counting from the answer never undercounts
+    (counting from the start did: a slow answer let the next request in early)."""
 
     def __init__(self, limit: int, window: float, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -26,22 +30,26 @@ class Pacer:
         self.limit, self.window = limit, window
         self.clock, self.sleep = clock, sleep
         self.waited = 0.0  # seconds spent waiting, for progress messages and tests
-        self._starts: deque[float] = deque()
+        self._ends: deque[float] = deque()  # when each of the last `limit` requests was answered
         self._lock = threading.Lock()
 
     def wait(self) -> None:
         with self._lock:
             now = self.clock()
-            while self._starts and self._starts[0] <= now - self.window:
-                self._starts.popleft()
-            if len(self._starts) >= self.limit:
-                pause = self._starts[0] + self.window - now
+            while self._ends and self._ends[0] <= now - self.window:
+                self._ends.popleft()
+            if len(self._ends) >= self.limit:
+                pause = self._ends[0] + self.window - now
                 if pause > 0:
                     self.waited += pause
                     self.sleep(pause)
-                now = self.clock()
-                self._starts.popleft()
-            self._starts.append(now)
+                self._ends.popleft()
+
+    def done(self) -> None:
+        with self._lock:
+            self._ends.append(self.clock())
+            while len(self._ends) > self.limit:
+                self._ends.popleft()
 
 
 class PacedTransport(httpx.BaseTransport):
@@ -50,7 +58,10 @@ class PacedTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.pacer.wait()
-        return self.inner.handle_request(request)
+        try:
+            return self.inner.handle_request(request)
+        finally:
+            self.pacer.done()
 
     def close(self) -> None:
         self.inner.close()
