@@ -1,5 +1,5 @@
-"""Routing to the OpenAI-compatible APIs of Anthropic, Cohere and Ollama, with upstreams behind
-`httpx.MockTransport` (no fake server needed): the right URL, the right auth header, usage read."""
+"""Routing to the OpenAI-compatible APIs of Anthropic, Cohere and Ollama, with upstreams behind a
+recording client double (no fake server needed): the right URL, the right auth header, usage read."""
 
 from __future__ import annotations
 
@@ -20,6 +20,43 @@ from tests.gateway.conftest import CapturingSpool, Stack
 CHAT = ROUTES[("POST", "/v1/chat/completions")]
 
 
+class Sent:
+    def __init__(self, method: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.method, self.url, self.body = method, url, body
+        self.headers = {k.decode(): v.decode() for k, v in headers}
+
+
+class Answer:
+    """What `HttpClient.send` returns, for a whole JSON answer."""
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status, self.body = status, body
+        self.headers = [(b"content-type", b"application/json"), *headers]
+
+    def header(self, name: bytes) -> str | None:
+        return next((v.decode() for k, v in self.headers if k == name), None)
+
+    async def read(self) -> bytes:
+        return self.body
+
+    async def chunks(self):  # type: ignore[no-untyped-def]
+        yield self.body
+
+    def close(self) -> None:
+        pass
+
+
+class RecordingClient:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+
+    async def send(self, method: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> Answer:
+        return self.answer(Sent(method, url, headers, body))
+
+    async def aclose(self) -> None:
+        pass
+
+
 @pytest.mark.parametrize(("model", "header", "provider"), [
     ("gpt-4o-mini", None, "openai"), ("o3-mini", None, "openai"), ("text-embedding-3-small", None, "openai"),
     ("claude-sonnet-4-6", None, "anthropic"), ("command-r-plus", None, "cohere"), ("llama3.2", None, "ollama"),
@@ -38,18 +75,18 @@ def test_unknown_provider_and_model_name_the_fix() -> None:
 
 
 def test_compatible_apis_get_the_request_with_their_own_auth(stack: Stack) -> None:
-    seen: list[httpx.Request] = []
+    seen: list[Sent] = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    def answer(request: Sent) -> Answer:
         seen.append(request)
-        body = json.loads(request.content)
-        return httpx.Response(200, json={
+        body = json.loads(request.body)
+        return Answer(200, json.dumps({
             "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"], "choices": [],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}},
-            headers={"x-request-id": "req_mock"})
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}}).encode(),
+            [(b"x-request-id", b"req_mock")])
 
     def upstream(kind: Any, url: str, key: str | None) -> Any:
-        return kind(url, key, client=httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+        return kind(url, key, client=RecordingClient(answer))
 
     spool = CapturingSpool()
     app = create_app(keys=stack.keys, limits=None, spool=spool, settings=Settings(), upstreams=[

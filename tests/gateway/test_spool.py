@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import time
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -63,13 +64,43 @@ def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.Mon
     sent = [event(n) for n in range(300)]
 
     async def main() -> None:
-        spool = Spool(tmp_path, fsync_interval=0.05, max_batch=100)
+        spool = Spool(tmp_path, fsync_interval=0.05)
         await asyncio.gather(*(spool.append(e) for e in sent))
+        assert spool.segment is not None and len(spool.segment.read_bytes().splitlines()) == 300  # written
         await spool.close()
 
     asyncio.run(main())
     assert {e.event_id for e in lines(tmp_path)} == {e.event_id for e in sent}
-    assert 3 <= len(syncs) <= 10  # 300 events, at most 100 a group
+    assert 1 <= len(syncs) <= 3  # in the background, one group for all 300 (and the close)
+
+
+def test_sync_answer_waits_for_the_group_fdatasync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    syncs: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real(fd))[1])
+    sent = [event(n) for n in range(300)]
+
+    async def main() -> None:
+        spool = Spool(tmp_path, fsync_interval=0.05, max_batch=100, sync="answer")
+        await spool.append(sent[0])
+        assert len(syncs) == 1  # not acknowledged before its fdatasync
+        await asyncio.gather(*(spool.append(e) for e in sent[1:]))
+        assert spool.syncs >= 2
+        await spool.close()
+
+    asyncio.run(main())
+    assert {e.event_id for e in lines(tmp_path)} == {e.event_id for e in sent}
+    assert 2 <= len(syncs) <= 10  # 300 events share a few fdatasyncs
+
+
+def test_a_background_sync_follows_within_the_interval(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, fsync_interval=0.01)
+    spool.append_sync(event(1))
+    deadline = time.monotonic() + 2
+    while spool.syncs == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert spool.syncs == 1
+    spool.close_sync()
 
 
 def test_segments_rotate_by_size_and_every_line_stays_whole(tmp_path: Path) -> None:

@@ -26,9 +26,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-import anyio
-import httpx
-
 from tallybook.config import Settings
 from tallybook.gateway.events import Usage, UsageEvent, new_event_id, utcnow
 from tallybook.gateway.keys import PREFIX, KeyCache, key_hint
@@ -36,6 +33,7 @@ from tallybook.gateway.limits import BudgetExceeded
 from tallybook.gateway.metering import Meter, estimate_usage
 from tallybook.gateway.metrics import Metrics
 from tallybook.gateway.providers.base import StreamTracker, Upstream, Upstreams
+from tallybook.gateway.upstream import Response, UpstreamError, UpstreamTimeout
 from tallybook.gateway.routing import (
     ROUTES,
     Call,
@@ -173,25 +171,24 @@ class Gateway:
             return
         raw, strip = with_stream_usage(route, call.body, raw)
         up = [(k, v) for k, v in scope["headers"] if k not in DROP_UP and not k.startswith(b"x-tallybook-")]
-        up += upstream.auth_headers(provider_key or upstream.api_key)
+        up += upstream.auth(provider_key or upstream.api_key)
         up.append((b"accept-encoding", b"identity"))  # usage must be readable from the bytes we relay
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         call.event_id = new_event_id(call.idem, scope=call.key.id)
-        request = upstream.client.build_request(scope["method"], url, headers=up, content=raw or None)
         try:
-            response = await upstream.client.send(request, stream=True)
-        except httpx.TimeoutException:
+            response = await upstream.client.send(scope["method"], url, up, raw)
+        except UpstreamTimeout:
             await self.upstream_failed(call, send, 504, f"{call.provider} did not answer in time; try again.")
             return
-        except httpx.HTTPError as exc:
+        except (UpstreamError, OSError) as exc:
             await self.upstream_failed(call, send, 502, f"The gateway could not reach {call.provider}: "
-                                                        f"{type(exc).__name__}. Try again shortly.")
+                                                        f"{exc}. Try again shortly.")
             return
-        down = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in DROP_DOWN]
+        down = [(k, v) for k, v in response.headers if k not in DROP_DOWN]
         down.append((b"x-tallybook-event-id", call.event_id.encode()))
-        kind = response.headers.get("content-type", "")
-        if response.status_code == 200 and ("event-stream" in kind or "ndjson" in kind):
+        kind = response.header(b"content-type") or ""
+        if response.status == 200 and ("event-stream" in kind or "ndjson" in kind):
             await self.relay_stream(call, response, down, strip, receive, send)
         else:
             await self.relay_body(call, response, down, send)
@@ -256,95 +253,97 @@ class Gateway:
 
     # -- answers ------------------------------------------------------------------------------------------
 
-    async def relay_body(self, call: Call, response: httpx.Response, down: list[tuple[bytes, bytes]],
-                         send: Any) -> None:
+    async def relay_body(self, call: Call, response: Response, down: list[tuple[bytes, bytes]], send: Any) -> None:
         try:
-            content = await response.aread()
-        except httpx.TimeoutException:
+            content = await response.read()
+        except UpstreamTimeout:
             await self.upstream_failed(call, send, 504, f"{call.provider} stopped answering; try again.")
             return
-        except httpx.HTTPError as exc:
-            await self.upstream_failed(call, send, 502, f"{call.provider} broke off its answer: {type(exc).__name__}.")
+        except UpstreamError as exc:
+            await self.upstream_failed(call, send, 502, f"{call.provider} broke off its answer: {exc}.")
             return
         finally:
-            await response.aclose()
-        status, usage = response.status_code, Usage()
+            response.close()
+        status, usage = response.status, Usage()
         if status == 200 and call.dialect is not None:
             data = json_object(content)
             found = call.dialect.usage(data) if data is not None else None
             usage = found if found is not None else estimate_usage(call.dialect, call.body, None)
             if data is not None:
                 call.model = call.dialect.model(data) or call.model
-        event = await self.record(call, status, "ok" if status < 400 else "upstream_error", usage, False,
-                                  response.headers)
+        event = await self.record(call, status, "ok" if status < 400 else "upstream_error", usage, False, response)
         down.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": down})
         await send({"type": "http.response.body", "body": content})
         await self.settle(call, event)
 
-    async def relay_stream(self, call: Call, response: httpx.Response, down: list[tuple[bytes, bytes]],
+    async def relay_stream(self, call: Call, response: Response, down: list[tuple[bytes, bytes]],
                            strip: bool, receive: Any, send: Any) -> None:
-        assert call.dialect is not None
-        tracker = StreamTracker(call.dialect, strip_usage=strip)
-        state: dict[str, Any] = {"event": None, "outcome": "ok", "gone": False}
+        """Relay the stream as it comes; the event is durable before the terminal event is relayed.
+        A watcher notices the client leaving and breaks off the upstream read (it stops costing)."""
+        dialect = call.dialect
+        assert dialect is not None
+        tracker = StreamTracker(dialect, strip_usage=strip)
+        event: UsageEvent | None = None
+        outcome, gone = "ok", False
 
         async def finish(outcome: str) -> UsageEvent:
             usage = tracker.usage
             if outcome != "ok" or usage is None or not tracker.terminated:
-                usage = estimate_usage(call.dialect, call.body, tracker)  # type: ignore[arg-type]
+                usage = estimate_usage(dialect, call.body, tracker)
             call.model = tracker.saw_model() or call.model
-            return await self.record(call, 200, outcome, usage, True, response.headers)
+            return await self.record(call, 200, outcome, usage, True, response)
 
-        async def relay() -> None:
-            try:
-                async for chunk in response.aiter_raw():
-                    now, held = tracker.feed(chunk)
-                    if now:
-                        await send({"type": "http.response.body", "body": now, "more_body": True})
-                    if held:
-                        state["event"] = await finish("ok")
-                        await send({"type": "http.response.body", "body": held, "more_body": True})
-            except httpx.HTTPError:
-                state["outcome"] = "upstream_error"
-            except OSError:  # the client went away while we wrote to it
-                state["gone"] = True
-
-        async def watch(scope: anyio.CancelScope) -> None:
+        async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
-            state["gone"] = True
-            scope.cancel()
+            response.interrupt(ClientGone())
 
-        await send({"type": "http.response.start", "status": 200, "headers": down})
-        async with anyio.create_task_group() as group:
-            group.start_soon(watch, group.cancel_scope)
-            await relay()
-            group.cancel_scope.cancel()
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
-            event = state["event"]
-            if event is None:
-                rest = tracker.flush()
-                outcome = "cancelled" if state["gone"] else state["outcome"]
-                if outcome == "ok" and not tracker.terminated:
-                    outcome = "upstream_error"  # the upstream ended the stream without finishing it
-                event = await finish(outcome)
-                if rest and not state["gone"]:
-                    await send({"type": "http.response.body", "body": rest, "more_body": True})
-            if not state["gone"]:
-                try:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                except OSError:
-                    pass
-            await self.settle(call, event)
+        watcher = asyncio.ensure_future(watch())
+        interrupted: BaseException | None = None
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": down})
+            async for chunk in response.chunks():
+                now, held = tracker.feed(chunk)
+                if now:
+                    await send({"type": "http.response.body", "body": now, "more_body": True})
+                if held:
+                    event = await finish("ok")
+                    await send({"type": "http.response.body", "body": held, "more_body": True})
+        except UpstreamError:
+            outcome = "upstream_error"
+        except (ClientGone, OSError):  # the client went away (seen by the watcher, or while we wrote)
+            gone = True
+        except asyncio.CancelledError as exc:  # the server is stopping: meter what was relayed, then stop
+            gone, interrupted = True, exc
+        finally:
+            watcher.cancel()
+            response.close()
+        if event is None:
+            rest = tracker.flush()
+            if gone:
+                outcome = "cancelled"
+            elif outcome == "ok" and not tracker.terminated:
+                outcome = "upstream_error"  # the upstream ended the stream without finishing it
+            event = await finish(outcome)
+            if rest and not gone:
+                await send({"type": "http.response.body", "body": rest, "more_body": True})
+        if not gone:
+            try:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except OSError:
+                pass
+        await self.settle(call, event)
+        if interrupted is not None:
+            raise interrupted
 
     async def record(self, call: Call, status: int, outcome: str, usage: Usage, streamed: bool,
-                     upstream_headers: Any = None) -> UsageEvent:
+                     response: Response | None = None) -> UsageEvent:
         """Build the event, make it durable, count it."""
         assert call.key is not None
         request_id = None
-        if upstream_headers is not None:
-            request_id = upstream_headers.get("x-request-id") or upstream_headers.get("request-id")
+        if response is not None:
+            request_id = response.header(b"x-request-id") or response.header(b"request-id")
         event = self.meter.event(
             key=call.key, ts=call.ts, provider=call.provider, model=call.model, endpoint=call.route.endpoint,
             streamed=streamed, status=status, outcome=outcome, usage=usage,

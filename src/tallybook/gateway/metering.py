@@ -3,6 +3,7 @@
     Meter(settings, catalog=None)
       .event(...) -> UsageEvent                 attribution from the key, overridden by headers
       .price(event)                             list_cost and price_version (None when unknown)
+    ListPrices(catalog).price(provider, model, at, measures)   price_usage's total, from cached rates
       .estimate(dialect, body, tracker, seen)   a tokenizer count for a stream that ended without usage
 
 Ollama is priced by GPU time at TALLYBOOK_GATEWAY_GPU_HOUR_COST (unset: unpriced, never zero).
@@ -15,15 +16,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+
+from genai_prices import types as gp
 
 from tallybook.gateway.events import Usage, UsageEvent, new_event_id
 from tallybook.gateway.keys import KeyInfo
 from tallybook.gateway.providers.base import Dialect, StreamTracker
 from tallybook.gateway.routing import output_cap, parse_tags
-from tallybook.pricing.catalog import Catalog, price_usage
+from tallybook.pricing.catalog import Catalog, default_catalog, list_price, price_usage
 
 log = logging.getLogger(__name__)
 _encoding: Any = None
@@ -62,10 +65,95 @@ def estimate_usage(dialect: Dialect, body: dict[str, Any], tracker: StreamTracke
     return usage
 
 
+TOKEN_MEASURES = ("input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
+                  "output_tokens")
+_UNSEEN: Any = object()
+Rates = tuple[tuple[tuple[Decimal, int] | None, ...], str, str | None]  # (rate, per) per measure, currency, version
+
+
+class ListPrices:
+    """`price_usage(...)`'s total, currency and price version for one request's tokens, as a dict lookup.
+
+    `price_usage` costs ~50-180 us (it resolves the catalog's history, variants and tiers each time).
+    Token prices are linear and constant between price epochs, which start on UTC days
+    (`pricing.catalog.price_epochs`), so the rate of each measure is taken from `price_usage` itself,
+    once per (provider, model, UTC day, long-context tier), and a request's total is the same sum
+    `Price.total` makes: quantity x rate / per, line by line, in `price_usage`'s line order.
+    Audio tokens (split between text and audio rates) and models priced by time of day (DeepSeek's
+    off-peak hours) go to `price_usage` every time."""
+
+    def __init__(self, catalog: Catalog | None = None, *, max_entries: int = 8192) -> None:
+        self.catalog = catalog
+        self.max_entries = max_entries
+        self._tiers: dict[tuple[str, str, date], tuple[int, ...] | None] = {}  # None: not cacheable/unknown
+        self._rates: dict[tuple[str, str, date, int], Rates] = {}
+
+    def price(self, provider: str, model: str | None, at: datetime,
+              measures: dict[str, int]) -> tuple[Decimal | None, str, str | None]:
+        if model is None or measures.get("audio_input_tokens") or measures.get("audio_output_tokens"):
+            return self._direct(provider, model, at, measures)
+        day = at.date()
+        starts = self._tiers.get((provider, model, day), _UNSEEN)
+        if starts is _UNSEEN:
+            starts = self._tiers[(provider, model, day)] = self._tier_starts(provider, model, at)
+            if len(self._tiers) > self.max_entries:
+                self._tiers.clear()
+                self._rates.clear()
+        if starts is None:
+            return self._direct(provider, model, at, measures)
+        total_input = sum(measures.get(m, 0) for m in TOKEN_MEASURES[:4])
+        tier = sum(1 for start in starts if total_input > start)
+        key = (provider, model, day, tier)
+        rates = self._rates.get(key)
+        if rates is None:
+            rates = self._rates[key] = self._probe(provider, model, at, total_input)
+        lines, currency, version = rates
+        total = Decimal(0)
+        for measure, line in zip(TOKEN_MEASURES, lines, strict=True):
+            quantity = measures.get(measure, 0)
+            if quantity > 0:
+                if line is None:
+                    return None, currency, version
+                total += Decimal(quantity) * line[0] / line[1]
+        return total, currency, version
+
+    def _direct(self, provider: str, model: str | None, at: datetime,
+                measures: dict[str, int]) -> tuple[Decimal | None, str, str | None]:
+        price = price_usage({**measures, "requests": 1}, provider=provider, model=model, at=at, catalog=self.catalog)
+        return price.total, price.currency, price.price_version
+
+    def _tier_starts(self, provider: str, model: str, at: datetime) -> tuple[int, ...] | None:
+        """The model's long-context tier starts that day; None when it is unknown or priced by time of day."""
+        info = (self.catalog or default_catalog()).find(provider, model)
+        if info is None:
+            return None
+        history = [] if isinstance(info.prices, gp.ModelPrice) else info.prices
+        constraints = [c.constraint for c in history] + [v.constraint for v in info.price_variants or ()]
+        if any(c is not None and not isinstance(c, gp.StartDateConstraint) for c in constraints):
+            return None
+        found = list_price(provider, model, at=at, catalog=self.catalog)
+        if found is None:
+            return None
+        return tuple(sorted({start for tiers in found.tiers.values() for start, _ in tiers if start > 0}))
+
+    def _probe(self, provider: str, model: str, at: datetime, total_input: int) -> Rates:
+        """Each measure's (rate, per) from price_usage, for a request with `total_input` input tokens."""
+        lines: list[tuple[Decimal, int] | None] = []
+        currency, version = "USD", None
+        for measure in TOKEN_MEASURES:
+            probe = price_usage({measure: 1, "requests": 1, "context_window": total_input or None},
+                                provider=provider, model=model, at=at, catalog=self.catalog)
+            line = probe.line(measure)
+            lines.append(None if line is None or line.rate is None else (line.rate, line.per))
+            currency, version = probe.currency, probe.price_version
+        return tuple(lines), currency, version
+
+
 class Meter:
     def __init__(self, *, gpu_hour_cost: Decimal | None = None, catalog: Catalog | None = None) -> None:
         self.gpu_hour_cost = gpu_hour_cost
         self.catalog = catalog
+        self.prices = ListPrices(catalog)
 
     def event(
         self, *, key: KeyInfo, ts: datetime, provider: str, model: str | None, endpoint: str, streamed: bool,
@@ -101,20 +189,18 @@ class Meter:
             event.list_cost = Decimal(0) if event.outcome != "rejected" else None
             return
         try:
-            price = price_usage({**_measures(usage), "requests": 1}, provider=event.provider, model=event.model,
-                                at=event.ts, catalog=self.catalog)
+            event.list_cost, event.currency, event.price_version = self.prices.price(
+                event.provider, event.model, event.ts, _measures(usage))
         except Exception:  # a pricing bug must not fail the request; the event stays unpriced
             log.exception("pricing %s/%s failed", event.provider, event.model)
-            return
-        event.list_cost, event.currency, event.price_version = price.total, price.currency, price.price_version
 
     def upper_bound(self, provider: str, model: str | None, at: datetime, body: dict[str, Any],
                     dialect: Dialect, body_bytes: int) -> Decimal:
         """The most a request can cost: its prompt (a byte count bounds its tokens) and its output cap."""
-        usage = {"input_tokens": body_bytes // 3 + 1, "output_tokens": output_cap(body) or 4096, "requests": 1}
+        usage = {"input_tokens": body_bytes // 3 + 1, "output_tokens": output_cap(body) or 4096}
         if provider == "ollama":
             return Decimal(0)
-        total = price_usage(usage, provider=provider, model=model, at=at, catalog=self.catalog).total
+        total = self.prices.price(provider, model, at, usage)[0]
         return total if total is not None else Decimal(0)
 
 

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from tallybook.gateway.events import utcnow
 from tallybook.gateway.keys import KeyInfo
 from tallybook.gateway.providers import anthropic, cohere, ollama, openai
@@ -105,9 +107,17 @@ def parse_tags(value: str | None) -> dict[str, str]:
     return tags
 
 
+def loads(raw: bytes) -> Any:
+    """orjson (~10x faster); Python's json for what orjson refuses but is read by it (NaN, huge integers)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
+        body = loads(raw)
     except ValueError as exc:
         raise RouteError(400, f"The request body is not valid JSON ({exc}); send a JSON object.") from None
     if not isinstance(body, dict):
@@ -167,7 +177,7 @@ def header_text(headers: dict[bytes, bytes], name: bytes) -> str | None:
 
 def json_object(content: bytes) -> dict[str, Any] | None:
     try:
-        data = json.loads(content)
+        data = loads(content)
     except ValueError:
         return None
     return data if isinstance(data, dict) else None

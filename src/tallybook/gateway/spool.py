@@ -1,20 +1,28 @@
-"""The gateway's durable event log: UsageEvents appended to local files, fsynced in small groups.
+"""The gateway's durable event log: UsageEvents appended to local files, fdatasynced in groups.
 
 The hot path makes no database round trip (DESIGN.md, Scale): `await spool.append(event)` returns
-once the event's line is on disk, and `gateway.flusher` moves the lines into the ledger later.
+once the event's line is written, and `gateway.flusher` moves the lines into the ledger later.
 
     spool = Spool(Path("/var/lib/tallybook/spool"))
-    await spool.append(event)        # written and fsynced when this returns
+    await spool.append(event)        # written (write(2)) when this returns; fdatasynced within ~20 ms
     spool.append_sync(event)         # the same, for code without an event loop
-    await spool.close()
+    await spool.close()              # fdatasyncs what is left
 
-Group commit: one writer thread takes every line waiting (up to `max_batch`, lingering at most
-`fsync_interval` seconds for company), writes them with one `write` and one `fdatasync`, and only
-then wakes the callers. Under load many requests share one fsync; alone, a request waits for one.
+Two guarantees, two clocks (docs/gateway.md, "Durability"):
+  - process death (`kill -9`, a crash, OOM): an event is safe once `append` returns. The line is
+    in the kernel's page cache, which outlives the process; the gateway appends before it sends an
+    answer's last byte (a stream's terminal event), so an answer a client completed is never lost.
+  - power loss or a kernel crash: a syncer thread fdatasyncs what was written, in groups, at most
+    `fsync_interval` seconds (default 0.02) after the first unsynced line. At most that window of
+    acknowledged events can be lost on power loss. `sync="answer"` closes the window: `append`
+    then also waits for the group fdatasync covering its line (~2-3 ms a request on a virtio disk).
+
+The write itself is one `os.write` of one line, on the caller's thread (a page-cache copy of a few
+hundred bytes, ~5-10 us: cheaper than handing it to a thread).
 
 Files: `events-<pid>-<n>.jsonl`, one `UsageEvent.to_json()` a line, a new file after
-`segment_bytes`. The writer holds an exclusive `flock` on the file it is appending to, for as long
-as it may append; the lock dies with the process (even `kill -9`), so a file nobody holds is
+`segment_bytes`. The spool holds an exclusive `flock` on each file until it has fdatasynced it for
+the last time; the lock dies with the process (even `kill -9`), so a file nobody holds is
 complete and a flusher may consume and delete it. A line without its newline is a write the
 process did not finish: it was never acknowledged, and readers skip it. Several processes may
 share one directory: each writes only files it created. The directory must be on a local file
@@ -27,47 +35,52 @@ import asyncio
 import concurrent.futures
 import contextlib
 import fcntl
+import logging
 import os
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
 from tallybook.errors import SpoolError
 from tallybook.gateway.events import UsageEvent
 
+log = logging.getLogger(__name__)
 SEGMENT_PREFIX = "events-"
 SEGMENT_SUFFIX = ".jsonl"
 SEGMENT_BYTES = 64 * 1024 * 1024
+SYNC_MODES = ("background", "answer")
 
-
-@dataclass(slots=True)
-class _Pending:
-    line: bytes
-    enqueued: float
-    waiter: asyncio.Future[None] | concurrent.futures.Future[None]
-    loop: asyncio.AbstractEventLoop | None  # None: a sync caller's concurrent future
+Waiter = tuple[int, "asyncio.Future[None] | concurrent.futures.Future[None]", "asyncio.AbstractEventLoop | None"]
 
 
 class Spool:
-    """An append-only, group-committed event log in `directory`; one writer thread per instance."""
+    """An append-only event log in `directory`: writes on the caller's thread, fdatasyncs in a thread."""
 
-    def __init__(self, directory: Path, *, fsync_interval: float = 0.002, max_batch: int = 512,
-                 segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(self, directory: Path, *, fsync_interval: float = 0.02, max_batch: int = 512,
+                 segment_bytes: int = SEGMENT_BYTES, sync: str = "background") -> None:
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync is one of {', '.join(SYNC_MODES)}, not {sync!r}.")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.fsync_interval = fsync_interval
-        self.max_batch = max_batch
+        self.max_batch = max_batch  # `sync="answer"`: this many waiting appends start a group at once
         self.segment_bytes = segment_bytes
-        self._pending: deque[_Pending] = deque()
-        self._wake = threading.Condition()
+        self.wait_for_sync = sync == "answer"
+        self._lock = threading.Lock()  # the open segment, its size, the counters
+        self._wake = threading.Condition(self._lock)
         self._closing = False
         self._fd: int | None = None
         self._path: Path | None = None
         self._size = 0
         self._next = 0
-        self._thread = threading.Thread(target=self._run, name="tallybook-spool", daemon=True)
+        self._written = 0  # lines written so far
+        self._synced = 0  # lines known fdatasynced
+        self._dirty_since: float | None = None  # when the oldest unsynced line was written
+        self._retired: list[int] = []  # rotated segments' descriptors, to fdatasync and close
+        self._new_names = False  # a segment was created since the directory was last fsynced
+        self._waiters: list[Waiter] = []
+        self.syncs = 0  # group fdatasyncs done (for tests and the bench)
+        self._thread = threading.Thread(target=self._run, name="tallybook-spool-sync", daemon=True)
         self._thread.start()
 
     @property
@@ -76,27 +89,50 @@ class Spool:
         return self._path
 
     async def append(self, event: UsageEvent) -> None:
-        """Return once the event's line is written and fsynced; raise SpoolError if it cannot be."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._put(_Pending((event.to_json() + "\n").encode(), time.monotonic(), waiter, loop))
-        await waiter
+        """Return once the event's line is written (and, with `sync="answer"`, fdatasynced); raise
+        SpoolError if it cannot be."""
+        seq = self._append(event.to_json_bytes() + b"\n")
+        if self.wait_for_sync:
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._wait(seq, waiter, loop)
+            await waiter
 
     def append_sync(self, event: UsageEvent) -> None:
-        """`append` for code without an event loop: blocks until the line is on disk."""
-        waiter: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._put(_Pending((event.to_json() + "\n").encode(), time.monotonic(), waiter, None))
-        waiter.result()
+        """`append` for code without an event loop."""
+        seq = self._append(event.to_json_bytes() + b"\n")
+        if self.wait_for_sync:
+            waiter: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._wait(seq, waiter, None)
+            waiter.result()
 
-    def _put(self, item: _Pending) -> None:
-        with self._wake:
+    def _append(self, line: bytes) -> int:
+        with self._lock:
             if self._closing:
                 raise SpoolError("The spool is closed: events can no longer be appended to it.")
-            self._pending.append(item)
-            self._wake.notify()
+            try:
+                self._write(line)
+            except OSError as exc:
+                raise SpoolError(f"Cannot write usage events to {self.directory}: {exc}; free disk space or "
+                                 "make TALLYBOOK_GATEWAY_SPOOL_DIR writable.") from None
+            self._written += 1
+            if self._dirty_since is None:
+                self._dirty_since = time.monotonic()
+                self._wake.notify()
+            return self._written
+
+    def _wait(self, seq: int, waiter: asyncio.Future[None] | concurrent.futures.Future[None],
+              loop: asyncio.AbstractEventLoop | None) -> None:
+        with self._lock:
+            if seq <= self._synced:
+                waiter.set_result(None)
+                return
+            self._waiters.append((seq, waiter, loop))
+            if len(self._waiters) >= self.max_batch:
+                self._wake.notify()
 
     async def close(self) -> None:
-        """Write what is pending, release the open segment (a flusher may then take it) and stop."""
+        """fdatasync what is written, release the open segment (a flusher may then take it) and stop."""
         await asyncio.get_running_loop().run_in_executor(None, self.close_sync)
 
     def close_sync(self) -> None:
@@ -105,39 +141,7 @@ class Spool:
             self._wake.notify()
         self._thread.join()
 
-    # --- the writer thread ---------------------------------------------------------------------
-
-    def _run(self) -> None:
-        while True:
-            batch = self._take()
-            if batch is None:
-                break
-            try:
-                self._write(b"".join(p.line for p in batch))
-            except Exception as exc:  # a caller must never wait for a batch that will not come
-                self._fail(batch, SpoolError(f"Cannot write usage events to {self.directory}: {exc}; free disk "
-                                             "space or make TALLYBOOK_GATEWAY_SPOOL_DIR writable."))
-            else:
-                self._done(batch)
-        self._release()
-
-    def _take(self) -> list[_Pending] | None:
-        """The next group: everything pending up to max_batch, once the oldest has lingered enough."""
-        with self._wake:
-            while not self._pending:
-                if self._closing:
-                    return None
-                self._wake.wait()
-            if not self._closing and len(self._pending) < self.max_batch:
-                # Wait for company, but never keep the oldest line longer than fsync_interval.
-                deadline = self._pending[0].enqueued + self.fsync_interval
-                while len(self._pending) < self.max_batch and not self._closing:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._wake.wait(left)
-            count = min(len(self._pending), self.max_batch)
-            return [self._pending.popleft() for _ in range(count)]
+    # --- writing (the caller's thread, under the lock) ------------------------------------------
 
     def _write(self, data: bytes) -> None:
         fd = self._fd if self._fd is not None else self._open()
@@ -145,21 +149,20 @@ class Spool:
         try:
             while view:
                 view = view[os.write(fd, view):]
-            os.fdatasync(fd)
         except OSError:
             # A partial line would glue itself to the next one: cut the file back to its last whole
             # line, and if even that fails start a new segment (readers skip a broken line).
             try:
                 os.ftruncate(fd, self._size)
             except OSError:
-                self._release()
+                self._retire()
             raise
         self._size += len(data)
         if self._size >= self.segment_bytes:
-            self._release()
+            self._retire()
 
     def _open(self) -> int:
-        """Create and lock this process's next segment, and make its name durable."""
+        """Create and lock this process's next segment (its name is made durable with the next sync)."""
         pid = os.getpid()
         while True:
             path = self.directory / f"{SEGMENT_PREFIX}{pid}-{self._next}{SEGMENT_SUFFIX}"
@@ -173,39 +176,76 @@ class Spool:
             if os.fstat(fd).st_nlink == 0:
                 os.close(fd)
                 continue
-            _fsync_directory(self.directory)
             self._fd, self._path, self._size = fd, path, 0
+            self._new_names = True
             return fd
 
-    def _release(self) -> None:
+    def _retire(self) -> None:
+        """Stop appending to the open segment; the syncer fdatasyncs and closes it (dropping its flock)."""
         if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)  # closing the last descriptor drops the flock
+            self._retired.append(self._fd)
+            if self._dirty_since is None:
+                self._dirty_since = time.monotonic()
+            self._wake.notify()
         self._fd, self._path, self._size = None, None, 0
 
-    @staticmethod
-    def _done(batch: list[_Pending]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for p in batch:
-            if p.loop is None:
-                p.waiter.set_result(None)  # type: ignore[arg-type]
-            else:
-                by_loop.setdefault(p.loop, []).append(p.waiter)  # type: ignore[arg-type]
-        for loop, waiters in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
-                loop.call_soon_threadsafe(_resolve, waiters, None)
+    # --- the syncer thread ----------------------------------------------------------------------
 
-    @staticmethod
-    def _fail(batch: list[_Pending], error: Exception) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for p in batch:
-            if p.loop is None:
-                p.waiter.set_exception(error)
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while self._dirty_since is None and not self._closing:
+                    self._wake.wait()
+                if not self._closing:  # linger for company, but never past fsync_interval
+                    deadline = (self._dirty_since or 0) + self.fsync_interval
+                    while not self._closing and len(self._waiters) < self.max_batch:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._wake.wait(left)
+                closing = self._closing
+                if closing:
+                    self._retire()
+                fds = [*self._retired, *([self._fd] if self._fd is not None else [])]
+                retired, self._retired = self._retired, []
+                target, new_names = self._written, self._new_names
+                self._dirty_since, self._new_names = None, False
+            error: Exception | None = None
+            try:
+                for fd in fds:
+                    os.fdatasync(fd)
+                if new_names:
+                    _fsync_directory(self.directory)
+            except OSError as exc:  # the lines are written (a crash of the process loses nothing), not synced
+                error = SpoolError(f"Cannot fdatasync the gateway spool in {self.directory}: {exc}")
+                log.error("%s; the events are written but not safe from a power loss", error)
+            for fd in retired:
+                with contextlib.suppress(OSError):
+                    os.close(fd)  # closing the last descriptor drops the flock
+            with self._lock:
+                self.syncs += 1
+                if error is None:
+                    self._synced = max(self._synced, target)
+                done = [w for w in self._waiters if w[0] <= target]
+                self._waiters = [w for w in self._waiters if w[0] > target]
+            _resolve_all(done, error)
+            if closing:
+                return
+
+
+def _resolve_all(done: list[Waiter], error: Exception | None) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for _, waiter, loop in done:
+        if loop is None:
+            if error is None:
+                waiter.set_result(None)
             else:
-                by_loop.setdefault(p.loop, []).append(p.waiter)  # type: ignore[arg-type]
-        for loop, waiters in by_loop.items():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, waiters, error)
+                waiter.set_exception(error)
+        else:
+            by_loop.setdefault(loop, []).append(waiter)  # type: ignore[arg-type]
+    for loop, waiters in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(_resolve, waiters, error)
 
 
 def _resolve(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:

@@ -1,6 +1,6 @@
 """The Upstream: one provider's base URL, auth, request rewrite, usage reading and error envelope.
 
-    Upstream                 a provider's endpoint table + its pooled httpx.AsyncClient
+    Upstream                 a provider's endpoint table + its keep-alive HttpClient (gateway.upstream)
     Upstreams                the configured upstreams, found by (organisation, provider)
     StreamTracker            fed the raw bytes of a stream; finds usage, the terminal event and text
     Dialect                  how one API shape reports usage (chat.completions, messages, ...)
@@ -8,7 +8,7 @@
 A subclass sets `name`, `paths` (our endpoint -> the provider's path) and `auth_headers`; usage and
 stream reading live in dialects shared across providers, because Cohere, Ollama and Anthropic all
 serve OpenAI's shape on their compatibility endpoints. The HTTP client stays behind the Upstream so
-it can be swapped (tests pass `httpx.MockTransport`).
+it can be swapped (tests pass a recording double with the same `send`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import json
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-import httpx
+import orjson
 
 from tallybook.gateway.events import Usage
-
-DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30)
+from tallybook.gateway.upstream import HttpClient
 
 
 def num(value: Any) -> int:
@@ -207,9 +206,12 @@ def _event_json(event: bytes) -> dict[str, Any] | None:
     if not payload.startswith(b"{"):
         return None
     try:
-        data = json.loads(payload)
-    except ValueError:
-        return None
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        try:
+            data = json.loads(payload)  # what orjson refuses but Python reads (NaN, huge integers)
+        except ValueError:
+            return None
     return data if isinstance(data, dict) else None
 
 
@@ -225,22 +227,31 @@ class Upstream:
     dialects: ClassVar[dict[str, Dialect]] = {}
 
     def __init__(self, base_url: str, api_key: str | None = None, *, org_id: int | None = None,
-                 client: httpx.AsyncClient | None = None, timeout: float = 300.0) -> None:
+                 client: Any = None, timeout: float = 300.0) -> None:
         self.base_url = base_url.rstrip("/").removesuffix("/v1")
         self.api_key = api_key
         self.org_id = org_id
-        self.client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=10.0), limits=DEFAULT_LIMITS, trust_env=False)
+        self.client = client or HttpClient(timeout=timeout, connect_timeout=min(10.0, timeout))
+        self._urls = {endpoint: self.base_url + path for endpoint, path in self.paths.items()}
+        self._auth: dict[str | None, list[tuple[bytes, bytes]]] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r}, org_id={self.org_id})"
 
     def url(self, endpoint: str) -> str | None:
-        path = self.paths.get(endpoint)
-        return None if path is None else self.base_url + path
+        return self._urls.get(endpoint)
 
     def auth_headers(self, api_key: str | None) -> list[tuple[bytes, bytes]]:
         return [(b"authorization", b"Bearer " + api_key.encode())] if api_key else []
+
+    def auth(self, api_key: str | None) -> list[tuple[bytes, bytes]]:
+        """`auth_headers`, built once per key (the configured key, or a client's pass-through key)."""
+        found = self._auth.get(api_key)
+        if found is None:
+            found = self.auth_headers(api_key)
+            if len(self._auth) < 1024:
+                self._auth[api_key] = found
+        return found
 
     def dialect(self, endpoint: str) -> Dialect:
         return self.dialects.get(endpoint) or NO_USAGE
