@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import pytest
 import sqlalchemy as sa
@@ -35,11 +36,11 @@ def routes(app: FastAPI) -> FastAPI:
     """Test-only API routes: who am I, and an admin-only write."""
 
     @app.get("/api/v1/_test/whoami", include_in_schema=False)
-    def whoami(principal: Principal = Depends(api_principal)) -> dict[str, object]:
+    def whoami(principal: Annotated[Principal, Depends(api_principal)]) -> dict[str, object]:
         return {"email": principal.email, "org": principal.org_slug, "role": principal.role, "via": principal.via}
 
     @app.post("/api/v1/_test/admin-only", include_in_schema=False)
-    def admin_only(principal: Principal = Depends(require("admin"))) -> dict[str, str]:
+    def admin_only(principal: Annotated[Principal, Depends(require("admin"))]) -> dict[str, str]:
         return {"done_by": principal.email}
 
     return app
@@ -50,7 +51,7 @@ def routes(app: FastAPI) -> FastAPI:
 def test_first_admin_only_once_and_passwords_hashed_with_argon2(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         assert setup_needed(conn)
-        user_id, org_id = create_first_admin(conn, "Ada@Example.com", PASSWORD, "acme")
+        _, org_id = create_first_admin(conn, "Ada@Example.com", PASSWORD, "acme")
         assert not setup_needed(conn)
         stored = conn.execute(sa.select(users.c.email, users.c.password_hash)).one()
         assert stored.email == "ada@example.com"

@@ -13,7 +13,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tallybook.errors import AccessError, InvalidCredentials
-from tallybook.web.auth.deps import client_ip, cookie_secure, current_session, engine_of, settings_of, verify_csrf
+from tallybook.web.auth.deps import (
+    client_ip,
+    cookie_secure,
+    current_session,
+    engine_of,
+    settings_of,
+    verify_csrf,
+)
 from tallybook.web.auth.login import authenticate
 from tallybook.web.auth.passwords import MIN_LENGTH
 from tallybook.web.auth.sessions import COOKIE, end_session, start_session, switch_org
@@ -43,7 +50,7 @@ def signed_in(request: Request, cookie_value: str, target: str) -> RedirectRespo
 
 @router.post("/login")
 def login(request: Request, email: str = Form(""), password: str = Form(""), csrf_token: str = Form(""),
-          next: str = Form("/")) -> Response:  # noqa: A002
+          next: str = Form("/")) -> Response:
     verify_csrf(request, csrf_token)
     settings = settings_of(request)
     with engine_of(request).connect() as conn:
@@ -95,7 +102,7 @@ def setup(request: Request, email: str = Form(""), password: str = Form(""), org
 
 
 @router.post("/orgs/switch")
-def orgs_switch(request: Request, org: str = Form(...), csrf_token: str = Form(""), next: str = Form("/")) -> Response:  # noqa: A002
+def orgs_switch(request: Request, org: str = Form(...), csrf_token: str = Form(""), next: str = Form("/")) -> Response:
     """Make another of the user's organisations the session's current one (404 if not a member)."""
     verify_csrf(request, csrf_token)
     value = request.cookies.get(COOKIE)

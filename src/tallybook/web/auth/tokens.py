@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select, update
 
+from tallybook import audit
 from tallybook.errors import AccessError, InvalidCredentials
 from tallybook.ledger import schema as t
 from tallybook.ledger.schema_access import api_tokens, memberships, users
@@ -52,7 +53,7 @@ def check_scopes(scopes: list[str] | tuple[str, ...] | str) -> tuple[str, ...]:
 
 
 def create_token(conn: Connection, org_id: int, user_id: int, name: str,
-                 scopes: list[str] | tuple[str, ...] = ("read",)) -> tuple[int, str]:
+                 scopes: list[str] | tuple[str, ...] = ("read",), *, actor: str = "system") -> tuple[int, str]:
     """Create a token for a member; returns (token_id, plaintext). The plaintext is never stored or shown again."""
     chosen = check_scopes(scopes)
     m = memberships.c
@@ -61,10 +62,14 @@ def create_token(conn: Connection, org_id: int, user_id: int, name: str,
     if not name.strip():
         raise AccessError("A token needs a name (what it is for).")
     token = PREFIX + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    hint = f"{PREFIX}...{token[-4:]}"
     result = conn.execute(api_tokens.insert().values(
         org_id=org_id, user_id=user_id, name=name.strip()[:200], token_hash=hash_token(token),
-        token_hint=f"{PREFIX}...{token[-4:]}", scopes=" ".join(chosen), created_at=utcnow()))
-    return int(result.inserted_primary_key[0]), token  # type: ignore[index]
+        token_hint=hint, scopes=" ".join(chosen), created_at=utcnow()))
+    token_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    audit.record(conn, org_id, actor, "token.created", "api_token", str(token_id),
+                 {"name": name.strip()[:200], "hint": hint, "scopes": list(chosen), "user": _email(conn, user_id)})
+    return token_id, token
 
 
 def list_tokens(conn: Connection, org_id: int, user_id: int | None = None) -> list[TokenInfo]:
@@ -79,7 +84,8 @@ def list_tokens(conn: Connection, org_id: int, user_id: int | None = None) -> li
                       r.last_used_at, r.revoked_at) for r in conn.execute(query)]
 
 
-def revoke_token(conn: Connection, org_id: int, token_id: int, *, user_id: int | None = None) -> None:
+def revoke_token(conn: Connection, org_id: int, token_id: int, *, user_id: int | None = None,
+                 actor: str = "system") -> None:
     """Revoke at once (the next request with it gets 401). `user_id`: only if it is that user's token."""
     k = api_tokens.c
     query = select(k.revoked_at).where(k.org_id == org_id, k.id == token_id)
@@ -90,6 +96,11 @@ def revoke_token(conn: Connection, org_id: int, token_id: int, *, user_id: int |
         raise AccessError(f"No API token {token_id} in this organisation.", status=404)
     if found.revoked_at is None:
         conn.execute(update(api_tokens).where(k.id == token_id).values(revoked_at=utcnow()))
+        audit.record(conn, org_id, actor, "token.revoked", "api_token", str(token_id))
+
+
+def _email(conn: Connection, user_id: int) -> str:
+    return str(conn.execute(select(users.c.email).where(users.c.id == user_id)).scalar_one())
 
 
 def principal_for_token(conn: Connection, token: str) -> Principal:

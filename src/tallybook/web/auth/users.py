@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from tallybook import audit
 from tallybook.errors import AccessError
 from tallybook.ledger import schema as t
 from tallybook.ledger import store
@@ -51,7 +52,8 @@ def setup_needed(conn: Connection) -> bool:
     return conn.execute(select(func.count()).select_from(users)).scalar_one() == 0
 
 
-def create_first_admin(conn: Connection, email: str, password: str, org: str) -> tuple[int, int]:
+def create_first_admin(conn: Connection, email: str, password: str, org: str, *,
+                       actor: str = "system:setup") -> tuple[int, int]:
     """Create the first user as admin of `org` (created if missing). Returns (user_id, org_id).
 
     Refused once any user exists, so /setup cannot be replayed to take over a deployment."""
@@ -59,7 +61,7 @@ def create_first_admin(conn: Connection, email: str, password: str, org: str) ->
         raise AccessError("Setup is already done: sign in, or ask an admin for an account.", status=409)
     org_id = store.ensure_org(conn, _check_slug(org))
     user_id = create_user(conn, email, password)
-    add_member(conn, org_id, user_id, "admin")
+    add_member(conn, org_id, user_id, "admin", actor=actor)
     return user_id, org_id
 
 
@@ -92,12 +94,13 @@ def org_id_for(conn: Connection, slug: str, *, create: bool = False) -> int:
     return int(found)
 
 
-def add_member(conn: Connection, org_id: int, user_id: int, role: str) -> None:
-    """Give the user `role` in the organisation (AccessError 409 if already a member)."""
+def add_member(conn: Connection, org_id: int, user_id: int, role: str, *, actor: str = "system") -> None:
+    """Give the user `role` in the organisation (AccessError 409 if already a member). Audited."""
     check_role(role)
     if role_of(conn, org_id, user_id) is not None:
         raise AccessError("That user is already a member of this organisation; use set-role.", status=409)
     conn.execute(insert(memberships).values(org_id=org_id, user_id=user_id, role=role, created_at=store.utcnow()))
+    audit.record(conn, org_id, actor, "member.added", "member", _email(conn, user_id), {"role": role})
 
 
 def role_of(conn: Connection, org_id: int, user_id: int) -> Role | None:
@@ -106,8 +109,8 @@ def role_of(conn: Connection, org_id: int, user_id: int) -> Role | None:
     return None if found is None else check_role(found)
 
 
-def set_role(conn: Connection, org_id: int, user_id: int, role: str) -> None:
-    """Change a member's role; refuses to demote the organisation's last admin."""
+def set_role(conn: Connection, org_id: int, user_id: int, role: str, *, actor: str = "system") -> None:
+    """Change a member's role; refuses to demote the organisation's last admin. Audited."""
     check_role(role)
     current = role_of(conn, org_id, user_id)
     if current is None:
@@ -116,10 +119,13 @@ def set_role(conn: Connection, org_id: int, user_id: int, role: str) -> None:
         _keep_an_admin(conn, org_id)
     m = memberships.c
     conn.execute(update(memberships).where(m.org_id == org_id, m.user_id == user_id).values(role=role))
+    audit.record(conn, org_id, actor, "member.role_changed", "member", _email(conn, user_id),
+                 {"from": current, "to": role})
 
 
-def remove_member(conn: Connection, org_id: int, user_id: int) -> None:
-    """Take the user out of the organisation: their sessions there end and their tokens there are revoked."""
+def remove_member(conn: Connection, org_id: int, user_id: int, *, actor: str = "system") -> None:
+    """Take the user out of the organisation: their sessions there end and their tokens there are revoked.
+    Audited."""
     from tallybook.ledger.schema_access import api_tokens, web_sessions
 
     current = role_of(conn, org_id, user_id)
@@ -133,6 +139,7 @@ def remove_member(conn: Connection, org_id: int, user_id: int) -> None:
     k = api_tokens.c
     conn.execute(update(api_tokens).where(k.org_id == org_id, k.user_id == user_id, k.revoked_at.is_(None))
                  .values(revoked_at=store.utcnow()))
+    audit.record(conn, org_id, actor, "member.removed", "member", _email(conn, user_id), {"role": current})
 
 
 def list_members(conn: Connection, org_id: int) -> list[Member]:
@@ -149,6 +156,10 @@ def user_orgs(conn: Connection, user_id: int) -> list[OrgMembership]:
     rows = conn.execute(select(o.id, o.slug, o.name, m.role).join_from(memberships, t.organisations, m.org_id == o.id)
                         .where(m.user_id == user_id).order_by(o.slug))
     return [OrgMembership(r.id, r.slug, r.name, check_role(r.role)) for r in rows]
+
+
+def _email(conn: Connection, user_id: int) -> str:
+    return str(conn.execute(select(users.c.email).where(users.c.id == user_id)).scalar_one())
 
 
 def _keep_an_admin(conn: Connection, org_id: int) -> None:
