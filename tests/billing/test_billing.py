@@ -231,3 +231,15 @@ def test_the_webhook_refuses_a_bad_signature_and_records_invoice_status(database
         rows = conn.execute(sa.select(tb.billing_invoices)).all()
     assert [(r.invoice_id, r.status, r.amount_due) for r in rows] == [("in_1", "paid", 1234)]
     app.state.engine.dispose()
+
+
+def test_the_dashboard_app_serves_the_stripe_webhook(database_url: str) -> None:
+    from tallybook.web.app import create_app
+    secret = "whsec_app"
+    app = create_app(Settings(database_url=database_url, stripe_webhook_secret=secret,
+                              master_key="QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="))
+    body = json.dumps({"id": "evt_9", "object": "event", "type": "customer.created", "data": {"object": {}}})
+    with TestClient(app) as http:
+        assert http.post("/webhooks/stripe", content=body, headers={"stripe-signature": sign("bad", body)}).status_code == 400
+        assert http.post("/webhooks/stripe", content=body,
+                         headers={"stripe-signature": sign(secret, body)}).json()["result"] == "ignored customer.created"
