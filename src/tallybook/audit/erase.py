@@ -73,11 +73,14 @@ def erase_customer(conn: Connection, org_id: int, customer: str, *, actor: str) 
         if table.name in _SKIP or "org_id" not in table.c:
             continue
         for column in table.c:
-            if isinstance(column.type, String | Text) and not column.primary_key:
-                changed = conn.execute(update(table).where(table.c.org_id == org_id, column == customer)
-                                       .values({column.name: token})).rowcount
-                if changed:
-                    result.changed[f"{table.name}.{column.name}"] = changed
+            length = getattr(column.type, "length", None)
+            if not isinstance(column.type, String | Text) or column.primary_key or (
+                    length is not None and length < len(customer)):
+                continue  # not text, or too short to hold the customer's name
+            changed = conn.execute(update(table).where(table.c.org_id == org_id, column == customer)
+                                   .values({column.name: token[:length] if length else token})).rowcount
+            if changed:
+                result.changed[f"{table.name}.{column.name}"] = changed
     for name, fn in ERASERS.items():
         result.changed[name] = fn(conn, org_id, customer, token)
     result.changed = {k: v for k, v in result.changed.items() if v}
