@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import insert
 
 from tallybook.ledger import schema as t
@@ -51,3 +52,26 @@ def test_channels_rules_test_run_and_history(cli_env: dict[str, str], http: Http
     rows = ok("alerts", "history", "--format", "json").json()
     assert [(r["rule"], r["channel"], r["status"], r["attempts"]) for r in rows] == [("stale", "hook", "sent", 1)]
     assert ok("alerts", "list", "--format", "json").json()[0]["kind"] == "sync_stale"
+
+
+def test_erasing_a_customer_leaves_no_trace_in_alert_rules_or_what_they_said(
+        cli_env: dict[str, str], http: HttpReceiver) -> None:
+    ok("alerts", "channels", "add", "hook", "--kind", "slack", "--url", http.url + "/slack")
+    ok("alerts", "add", "acme-budget", "--kind", "budget", "--scope", "customer:Zyxcorp Ltd", "--amount", "1",
+       "--channel", "hook")
+    engine = open_ledger(cli_env["TALLYBOOK_DATABASE_URL"])
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "default")
+        conn.execute(insert(t.usage_events).values(
+            event_id="e1", org_id=org, ts=datetime.now(), customer="Zyxcorp Ltd", provider="openai", model="gpt-4o",
+            endpoint="chat.completions", streamed=False, status=200, outcome="ok", latency_ms=5,
+            usage_origin="metered", list_cost_nanos=2_000_000_000, currency="USD"))
+    ok("alerts", "run")
+    assert "Zyxcorp Ltd" in http.received[0].body.decode()
+    ok("erase", "--customer", "Zyxcorp Ltd", "--yes")
+    with engine.connect() as conn:
+        for table in ("alert_rules", "alert_deliveries", "audit_log"):
+            rows = conn.execute(sa.text(f"SELECT * FROM {table}")).all()
+            assert rows and not any("Zyxcorp" in str(v) for row in rows for v in row), table
+    engine.dispose()
+    assert ok("audit", "verify").exit_code == 0

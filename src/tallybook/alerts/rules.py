@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tallybook.audit.erase import register_eraser
 from tallybook.errors import AlertError
 from tallybook.ledger import schema_alerts as ta
 from tallybook.security.vault import Vault
@@ -194,3 +195,20 @@ def remove_rule(conn: Connection, org_id: int, name: str) -> None:
     c = ta.alert_rules.c
     if not conn.execute(delete(ta.alert_rules).where(c.org_id == org_id, c.name == name)).rowcount:
         raise AlertError(f"No alert rule {name!r}; `tallybook alerts list` shows them.")
+
+
+def erase_customer(conn: Connection, org_id: int, customer: str, token: str) -> int:
+    """`tallybook erase --customer`: rules scoped to the customer, and what their alerts said, name the token."""
+    scope, replacement = f"customer:{customer}", f"customer:{token}"
+    r, d = ta.alert_rules.c, ta.alert_deliveries.c
+    changed = conn.execute(update(ta.alert_rules).where(r.org_id == org_id, r.scope == scope)
+                           .values(scope=replacement)).rowcount
+    for row in conn.execute(select(d.id, d.subject, d.payload).where(
+            d.org_id == org_id, (d.subject.contains(scope)) | (d.payload.contains(scope)))).all():
+        conn.execute(update(ta.alert_deliveries).where(d.id == row.id).values(
+            subject=row.subject.replace(scope, replacement), payload=row.payload.replace(scope, replacement)))
+        changed += 1
+    return changed
+
+
+register_eraser("alerts", erase_customer)

@@ -10,6 +10,7 @@ import httpx
 import typer
 from sqlalchemy import select
 
+from tallybook import audit
 from tallybook.alerts import channels as channel_kinds
 from tallybook.alerts import rules as alert_rules
 from tallybook.alerts.message import DeliveryFailed, Message
@@ -65,6 +66,8 @@ def channel_add(
     with ctx.engine.begin() as conn:
         channel, shown = alert_rules.add_channel(conn, Vault.from_settings(ctx.settings), ctx.org_id, name,
                                                  kind.value, url=url, to=to, secret=secret)
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "alert_channel.created", "alert_channel", name,
+                     {"kind": channel.kind, "target": channel.target_hint})
     err.print(f"Added {channel.kind} channel {channel.name!r} -> {channel.target_hint}")
     if shown:
         err.print("Signing secret (shown once; verify X-Tallybook-Signature with it, see docs/alerts.md):")
@@ -95,6 +98,7 @@ def channel_remove(name: str = typer.Argument(...), org: str = OrgOption) -> Non
     ctx = Context(org)
     with ctx.engine.begin() as conn:
         alert_rules.remove_channel(conn, ctx.org_id, name)
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "alert_channel.removed", "alert_channel", name)
     err.print(f"Removed channel {name!r}.")
 
 
@@ -119,6 +123,11 @@ def add(
     with ctx.engine.begin() as conn:
         rule = alert_rules.add_rule(conn, ctx.org_id, name, kind.value, channel_names=channel, scope=scope,
                                     period=period, amount=amount, currency=currency, thresholds=thresholds)
+        kind_of_scope, _, who = rule.scope.partition(":")
+        scope = {"scope": "customer", "customer": who} if kind_of_scope == "customer" else {"scope": rule.scope}
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "alert_rule.created", "alert_rule", name, {
+            "kind": rule.kind, **scope, "period": rule.period, "amount": str(rule.amount),
+            "currency": rule.currency, "thresholds": list(rule.thresholds), "channels": list(rule.channels)})
     err.print(f"Added {rule.kind} rule {rule.name!r} on {rule.scope} -> {', '.join(rule.channels)}")
 
 
@@ -149,6 +158,7 @@ def remove(name: str = typer.Argument(...), org: str = OrgOption) -> None:
     ctx = Context(org)
     with ctx.engine.begin() as conn:
         alert_rules.remove_rule(conn, ctx.org_id, name)
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "alert_rule.removed", "alert_rule", name)
     err.print(f"Removed rule {name!r}.")
 
 

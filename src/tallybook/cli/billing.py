@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy import func, select
 
+from tallybook import audit
 from tallybook.billing import setup
 from tallybook.billing.preview import preview as build_preview
 from tallybook.billing.queue import drain, plan, utcnow
@@ -74,6 +75,8 @@ def customers_map(
         _stripe_call(f"Checking {stripe_customer}", lambda: client.v1.customers.retrieve(stripe_customer))
     with ctx.engine.begin() as conn:
         setup.map_customer(conn, ctx.org_id, customer, stripe_customer)
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "billing_customer.mapped", "customer", customer,
+                     {"stripe_customer_id": stripe_customer})
     err.print(f"Customer {customer!r} is billed as Stripe customer {stripe_customer}.")
 
 
@@ -101,6 +104,7 @@ def customers_remove(customer: str = typer.Argument(...), org: str = OrgOption) 
     ctx = Context(org)
     with ctx.engine.begin() as conn:
         setup.unmap_customer(conn, ctx.org_id, customer)
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "billing_customer.unmapped", "customer", customer)
     err.print(f"Customer {customer!r} is no longer billed.")
 
 
@@ -133,6 +137,9 @@ def meters_add(
     with ctx.engine.begin() as conn:
         meter = setup.add_meter(conn, ctx.org_id, name, event_name, measure, currency=currency,
                                 unit_price=unit_price, stripe_meter_id=meter_id)
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "billing_meter.saved", "billing_meter", name, {
+            "event_name": event_name, "measure": measure, "unit_price": str(meter.unit_price),
+            "stripe_meter_id": meter_id})
     err.print(f"Meter {meter.name!r}: {meter.measure} -> Stripe event {meter.event_name!r}"
               + (f" ({meter_id})" if meter_id else ""))
 
@@ -184,6 +191,10 @@ def sync(
         task = bar.add_task("send", total=None)
         drained = drain(ctx.engine, client, ctx.org_id, now=now,
                         on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+    with ctx.engine.begin() as conn:
+        audit.record(conn, ctx.org_id, audit.cli_actor(), "billing.synced", "billing", None, {
+            "from": start.isoformat(), "to": end.isoformat(), "sent": drained.sent, "cancelled": drained.cancelled,
+            "failed": drained.failed, "pending": drained.pending})
     err.print(f"Queued {planned.new} new and {planned.corrected} corrected hour(s); {planned.unchanged} unchanged. "
               f"Sent {drained.sent}, cancelled {drained.cancelled}, failed {drained.failed}.")
     if drained.error:
