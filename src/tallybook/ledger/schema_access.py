@@ -87,6 +87,7 @@ sync_jobs = Table(
     Column("created_at", DateTime, nullable=False),
     Column("started_at", DateTime),
     Column("finished_at", DateTime),
+    Column("heartbeat_at", DateTime),  # refreshed while it runs: a stale one belonged to a process that died
     Column("error", Text),
     Index(None, "org_id", "created_at"),
 )

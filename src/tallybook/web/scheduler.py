@@ -1,0 +1,117 @@
+"""The sync scheduler inside `tallybook serve`: once a day, at TALLYBOOK_SYNC_SCHEDULE (daily@HH:MM UTC,
+or `off`), every organisation's connections are synced as one background job (web/jobs.py).
+
+An organisation may set its own schedule in `org_settings` (key `sync_schedule`, same syntax). Several
+`tallybook serve` processes may share a ledger: each day's run is claimed in `org_settings`
+(key `sync_schedule.last_run`) by one atomic write, so exactly one process starts it. A server that
+was down at the due time catches up when it starts, the same day.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import date, datetime, time
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tallybook.config import Settings
+from tallybook.ledger import schema as t
+from tallybook.ledger.store import utcnow
+from tallybook.web.jobs import start_sync
+
+log = logging.getLogger("tallybook.web.scheduler")
+SCHEDULE_KEY = "sync_schedule"
+LAST_RUN_KEY = "sync_schedule.last_run"
+
+
+def parse_schedule(text: str) -> time | None:
+    """daily@HH:MM -> that time of day (UTC); off -> None. ValueError on anything else."""
+    text = text.strip()
+    if text == "off":
+        return None
+    kind, _, at = text.partition("@")
+    try:
+        if kind != "daily":
+            raise ValueError
+        return time.fromisoformat(at)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a sync schedule: use daily@HH:MM (UTC) or off.") from None
+
+
+def schedule_for(conn: Connection, org_id: int, settings: Settings) -> time | None:
+    s = t.org_settings.c
+    own = conn.execute(select(s.value).where(s.org_id == org_id, s.key == SCHEDULE_KEY)).scalar()
+    try:
+        return parse_schedule(own if own is not None else settings.sync_schedule)
+    except ValueError:
+        log.warning("organisation %s: unreadable sync_schedule %r; using %s", org_id, own, settings.sync_schedule)
+        return parse_schedule(settings.sync_schedule)
+
+
+def claim(engine: Engine, org_id: int, day: date) -> bool:
+    """True for exactly one caller per organisation and day, across processes."""
+    s = t.org_settings.c
+    with engine.begin() as conn:
+        moved = conn.execute(update(t.org_settings).where(
+            s.org_id == org_id, s.key == LAST_RUN_KEY, s.value < day.isoformat()).values(value=day.isoformat()))
+        if moved.rowcount:
+            return True
+        if conn.execute(select(s.value).where(s.org_id == org_id, s.key == LAST_RUN_KEY)).first() is not None:
+            return False
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(t.org_settings).values(org_id=org_id, key=LAST_RUN_KEY, value=day.isoformat()))
+        return True
+    except IntegrityError:  # another process claimed it first
+        return False
+
+
+class Scheduler:
+    """Checks every `interval` seconds whether an organisation's daily sync is due, and starts it."""
+
+    def __init__(self, engine: Engine, settings: Settings, *, interval: float = 30.0) -> None:
+        self.engine, self.settings, self.interval = engine, settings, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self, now: datetime | None = None) -> list[int]:
+        """Start every sync that is due at `now`; returns the job ids started."""
+        now = now or utcnow()
+        with self.engine.connect() as conn:
+            org_ids = sorted({r[0] for r in conn.execute(select(t.connections.c.org_id).distinct())})
+            due = [(org_id, at) for org_id in org_ids if (at := schedule_for(conn, org_id, self.settings))]
+        started = []
+        for org_id, at in due:
+            if now >= datetime.combine(now.date(), at) and claim(self.engine, org_id, now.date()):
+                job_id = start_sync(self.engine, org_id, settings=self.settings, trigger="schedule")
+                log.info("scheduled sync of organisation %s started: job %s", org_id, job_id)
+                started.append(job_id)
+        return started
+
+    def start(self) -> None:
+        if parse_schedule(self.settings.sync_schedule) is None and not self._any_org_schedule():
+            log.info("sync schedule is off")
+            return
+        self._thread = threading.Thread(target=self._run, name="tallybook-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:  # never let one bad tick end the schedule
+                log.exception("sync scheduler tick failed")
+            if self._stop.wait(self.interval):
+                return
+
+    def _any_org_schedule(self) -> bool:
+        s = t.org_settings.c
+        with self.engine.connect() as conn:
+            return any(v != "off" for (v,) in conn.execute(select(s.value).where(s.key == SCHEDULE_KEY)))
