@@ -3,7 +3,6 @@ fingerprints out (`tallybook connect`, `tallybook connections ...`). No answer e
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -20,7 +19,7 @@ from tallybook.security.redaction import fingerprint, redact
 from tallybook.security.vault import Vault
 from tallybook.web.api.errors import PROVIDER_ERRORS, ApiRoute, conflict, not_found
 from tallybook.web.api.params import Admin, Member, Reading, actor, engine
-from tallybook.web.api.schemas import Strict
+from tallybook.web.api.schemas import Moment, Strict
 from tallybook.web.auth import Principal
 
 router = APIRouter(route_class=ApiRoute, tags=["connections"])
@@ -34,9 +33,9 @@ class ConnectionOut(Strict):
     base_url: str
     key: str = Field(description="The key's fingerprint, e.g. sk-admin-...a1b2 (never the key).")
     status: str
-    created_at: datetime
-    rotated_at: datetime | None
-    last_sync_at: datetime | None
+    created_at: Moment
+    rotated_at: Moment | None
+    last_sync_at: Moment | None
     last_error: str | None
 
 

@@ -28,7 +28,7 @@ from tallybook.web.api.params import (
     report_query,
     today,
 )
-from tallybook.web.api.schemas import Amount, CostGroup, Currency, Number, Strict, number, plain
+from tallybook.web.api.schemas import Amount, CostGroup, Currency, Moment, Number, Strict, number, plain
 
 router = APIRouter(route_class=ApiRoute, tags=["usage and costs"])
 PERIODS = {"daily": "day", "weekly": "week", "monthly": "month", "quarterly": "quarter", "yearly": "year"}
@@ -95,7 +95,7 @@ class ProviderSpend(Strict):
     amount: Amount
     currency: Currency
     origin: Literal["reported"]
-    last_sync_at: datetime | None = Field(description="When a connection of this provider last synced.")
+    last_sync_at: Moment | None = Field(description="When a connection of this provider last synced.")
 
 
 class CostSummary(Strict):
@@ -106,7 +106,7 @@ class CostSummary(Strict):
     currency: Currency
     total: Amount
     origin: Literal["reported"]
-    last_updated: datetime | None = Field(description="The last time any connection of the organisation synced.")
+    last_updated: Moment | None = Field(description="The last time any connection of the organisation synced.")
     providers: list[ProviderSpend]
 
 

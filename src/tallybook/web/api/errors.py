@@ -6,7 +6,7 @@ shape. `ApiRoute` adds, for every route of the API, the errors of the functions 
     ReportError, ConfigError, PricingError, ...   422 invalid_request  (the caller's figures or options)
     connectors.AuthError, PermissionDenied        422 key_rejected     (the admin key did not pass its check)
     other ConnectorError                          502 provider_unavailable
-    AccessError (the auth service functions)      left to the app: its own status (400, 404, 409, ...)
+    AccessError (the auth service functions)      400 (bad input) as 422 invalid_request; else its own status
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ class ApiRoute(APIRoute):
                 return await handler(request)
             except ReportError as exc:
                 raise invalid(str(exc)) from None
-            except AccessError:
+            except AccessError as exc:  # the auth service functions: 400 is bad input, the rest is the app's
+                if exc.status == 400:
+                    raise invalid(str(exc)) from None
                 raise
             except TallybookError as exc:
                 raise translated(exc) from None

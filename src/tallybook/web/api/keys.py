@@ -6,7 +6,6 @@ answer ever carries it (the `hint` shows its last four characters)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
@@ -22,7 +21,7 @@ from tallybook.ledger import schema as t
 from tallybook.ledger.store import utcnow
 from tallybook.web.api.errors import ApiRoute, invalid, not_found
 from tallybook.web.api.params import Admin, Analyst, Reading, actor, engine
-from tallybook.web.api.schemas import Amount, Currency, Strict, number
+from tallybook.web.api.schemas import Amount, Currency, Moment, Strict, number
 
 router = APIRouter(route_class=ApiRoute, tags=["virtual keys and budgets"])
 Period = Literal["day", "month"]
@@ -36,7 +35,7 @@ class Budget(Strict):
     period: Period
     spent_this_period: Amount = Field(description="Settled gateway spend since the period began (metered).")
     origin: Literal["metered"]
-    period_start: datetime
+    period_start: Moment
 
 
 class KeyOut(Strict):
@@ -50,8 +49,8 @@ class KeyOut(Strict):
     rpm: int | None
     tpm: int | None
     status: Literal["active", "revoked"]
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: Moment
+    revoked_at: Moment | None
 
 
 class CreatedKey(KeyOut):

@@ -3,14 +3,12 @@ the same service functions as `tallybook users ...`."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tallybook.web.api.errors import ApiRoute, not_found
 from tallybook.web.api.params import Admin, Analyst, Reading, engine
-from tallybook.web.api.schemas import Strict
+from tallybook.web.api.schemas import Moment, Strict
 from tallybook.web.auth import Role, add_member, create_user, list_members, remove_member, set_role
 from tallybook.web.auth.users import find_user_id
 
@@ -21,8 +19,8 @@ class MemberOut(Strict):
     user_id: int
     email: str
     role: Role
-    created_at: datetime = Field(description="When the user joined the organisation.")
-    last_login_at: datetime | None
+    created_at: Moment = Field(description="When the user joined the organisation.")
+    last_login_at: Moment | None
 
 
 class Members(Strict):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
 from sqlalchemy import select
 
@@ -11,7 +9,7 @@ from tallybook.analytics.benchmark import is_opted_in
 from tallybook.ledger import schema as t
 from tallybook.web.api.errors import ApiRoute, not_found
 from tallybook.web.api.params import Member, Reading
-from tallybook.web.api.schemas import Currency, Strict
+from tallybook.web.api.schemas import Currency, Moment, Strict
 from tallybook.web.auth import Role, user_orgs
 
 router = APIRouter(route_class=ApiRoute, tags=["organisations"])
@@ -22,7 +20,7 @@ class CurrentOrg(Strict):
     slug: str
     name: str
     currency: Currency
-    created_at: datetime
+    created_at: Moment
     role: Role
     benchmark_opt_in: bool
 

@@ -6,7 +6,7 @@ changes nothing."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -17,7 +17,7 @@ from tallybook.pricing.rulefile import build_rule
 from tallybook.pricing.rules import Rule, load_rules, save_rules
 from tallybook.web.api.errors import ApiRoute, not_found
 from tallybook.web.api.params import Admin, Analyst, Reading, actor, engine
-from tallybook.web.api.schemas import Strict
+from tallybook.web.api.schemas import Moment, Strict
 
 router = APIRouter(route_class=ApiRoute, tags=["pricing rules"])
 RuleId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
@@ -31,12 +31,12 @@ class RuleOut(Strict):
     model_pattern: str
     figures: str = Field(description="The rule's figures in words, e.g. 'discount 10 %'.")
     currency: str
-    effective_from: datetime
-    effective_to: datetime | None
+    effective_from: Moment
+    effective_to: Moment | None
     source: str | None = Field(description='The file it was applied from, "cli" or "api".')
     note: str | None
-    created_at: datetime | None
-    retired_at: datetime | None = Field(description="When a newer version superseded this one.")
+    created_at: Moment | None
+    retired_at: Moment | None = Field(description="When a newer version superseded this one.")
 
 
 class Rules(Strict):
@@ -71,7 +71,7 @@ class ChangeOut(Strict):
     rule_id: str
     action: Literal["created", "updated", "unchanged"]
     version: int
-    effective_from: datetime
+    effective_from: Moment
     note: str | None
 
 

@@ -8,10 +8,11 @@ trimmed to two), so the CLI and the API agree to the character.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from tallybook.analytics.rollups import COST_GROUPS, NAMED_GROUPS, USAGE_GROUPS
 from tallybook.money import fmt_amount
@@ -23,6 +24,14 @@ Number = Annotated[str, Field(pattern=DECIMAL_PATTERN, examples=["2.50"],
                               description="A decimal number as a string (rates, shares, percentages).")]
 Currency = Annotated[str, Field(min_length=3, max_length=3, examples=["USD"], description="ISO 4217 code.")]
 Origin = Literal["reported", "metered", "estimated"]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# The ledger keeps naive UTC datetimes; the API says so: 2026-10-01T12:00:00Z.
+Moment = Annotated[datetime, AfterValidator(_utc)]
 
 
 class Strict(BaseModel):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Query
 from pydantic import Field
 from sqlalchemy import Connection, select
@@ -11,7 +9,7 @@ from sqlalchemy import Connection, select
 from tallybook.ledger import schema as t
 from tallybook.web.api.errors import ApiRoute
 from tallybook.web.api.params import Analyst, Reading
-from tallybook.web.api.schemas import Strict
+from tallybook.web.api.schemas import Moment, Strict
 
 router = APIRouter(route_class=ApiRoute, tags=["sync"])
 
@@ -21,11 +19,11 @@ class RunOut(Strict):
     connection_id: int
     connection: str | None = Field(description="The connection's name (None once it was removed).")
     provider: str
-    window_start: datetime
-    window_end: datetime
+    window_start: Moment
+    window_end: Moment
     status: str = Field(description="running | succeeded | failed")
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: Moment
+    finished_at: Moment | None
     tasks_total: int
     tasks_done: int
     pages: int
