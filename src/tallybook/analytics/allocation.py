@@ -14,7 +14,7 @@ Spend is of two kinds:
 
 A charge is matched on the day it falls, through the identity map (`ledger.identities`), most
 specific first: the e-mail of the person charged, the API key (by id, then by its name), the project
-or workspace. So a person who changes team on the 15th takes only spend from the 15th along. A charge
+or workspace (by id, then by its name; names from the providers' lists). So a person who changes team on the 15th takes only spend from the 15th along. A charge
 no mapping covers goes to `unallocated`, never dropped: teams + unallocated = total, to the cent.
 Amounts are converted to `currency` at each day's ECB rate (`pricing.fx`) when they are in another.
 """
@@ -70,13 +70,19 @@ class Share:
 class Matcher:
     """Who a charge belongs to on its day, from the identity map and the providers' key names."""
 
-    def __init__(self, identities: IdentityMap, key_names: dict[str, str]) -> None:
-        self.identities, self.key_names = identities, key_names
+    def __init__(self, identities: IdentityMap, key_names: dict[str, str],
+                 project_names: dict[str, str] | None = None, user_emails: dict[str, str] | None = None) -> None:
+        self.identities, self.key_names, self.project_names = identities, key_names, project_names or {}
+        self.user_emails = user_emails or {}
+
+    def email(self, user: str | None) -> str | None:
+        """A record's user as an e-mail address: as given, or the provider's address for a user id."""
+        return self.user_emails.get(user, user) if user else None
 
     def __call__(self, day: datetime, *, email: str | None = None, api_key: str | None = None,
                  project: str | None = None) -> tuple[Identity | None, str | None]:
-        for kind, value in (("email", email), ("api_key", api_key),
-                            ("api_key", self.key_names.get(api_key or "")), ("project", project)):
+        for kind, value in (("email", self.email(email)), ("api_key", api_key), ("api_key", self.key_names.get(api_key or "")),
+                            ("project", project), ("project", self.project_names.get(project or ""))):
             found = self.identities.lookup(kind, value, day)
             if found is not None:
                 return found, kind
@@ -85,9 +91,15 @@ class Matcher:
 
 def matcher(conn: Connection, org_id: int) -> Matcher:
     o = t.provider_objects.c
-    names = {r.object_id: r.name for r in conn.execute(
-        select(o.object_id, o.name).where(o.org_id == org_id, o.kind == "api_key", o.name.is_not(None)))}
-    return Matcher(load_identities(conn, org_id), names)
+    names: dict[str, dict[str, str]] = {"api_key": {}, "project": {}, "user": {}}
+    for kind, object_id, name, email in conn.execute(select(o.kind, o.object_id, o.name, o.email).where(
+            o.org_id == org_id, o.kind.in_(("api_key", "project", "workspace", "user")))):
+        if kind == "user":
+            if email:
+                names["user"][object_id] = email.lower()
+        elif name:
+            names["api_key" if kind == "api_key" else "project"][object_id] = name
+    return Matcher(load_identities(conn, org_id), names["api_key"], names["project"], names["user"])
 
 
 class Converter:
@@ -183,7 +195,8 @@ def allocate(items: Sequence[Charge], by: str) -> list[Share]:
 
 def unknown_identities(conn: Connection, org_id: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
     """API keys, e-mails and projects that have spend or usage in the window and no mapping on the
-    last day they were seen: listed with their spend, never dropped (it goes to `unallocated`)."""
+    last day they were seen: listed with their spend, never dropped (it goes to `unallocated`).
+    A provider's user id is shown as its e-mail address when the provider lists one (kind `user` if not)."""
     match = matcher(conn, org_id)
     seen: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -198,9 +211,14 @@ def unknown_identities(conn: Connection, org_id: int, start: datetime, end: date
         if currency:
             entry["spend"][currency] = entry["spend"].get(currency, Decimal(0)) + amount
 
+    def see_user(user: str | None, day: datetime, provider: str, amount: Decimal = Decimal(0),
+                 currency: str | None = None) -> None:
+        email = match.email(user)
+        see("email" if email and "@" in email else "user", email, day, provider, amount, currency)
+
     for r in usage_rows(conn, org_id, start, end):
         amount = from_nanos(int(r.nanos))
-        see("email" if r.user and "@" in r.user else "api_key", r.user, r.bucket_start, r.provider, amount, r.currency)
+        see_user(r.user, r.bucket_start, r.provider, amount, r.currency)
         see("api_key", r.api_key, r.bucket_start, r.provider, amount, r.currency)
         see("project", r.project, r.bucket_start, r.provider, amount, r.currency)
     u = t.usage_records.c
@@ -208,7 +226,7 @@ def unknown_identities(conn: Connection, org_id: int, start: datetime, end: date
     for r in conn.execute(select(*keys, func.max(u.bucket_start).label("last")).where(
             u.org_id == org_id, u.bucket_width == "1d", u.bucket_start >= start, u.bucket_start < end,
             u.source != "gateway").group_by(*keys)):
-        see("email" if r.user and "@" in r.user else "api_key", r.user, r.last, r.provider)
+        see_user(r.user, r.last, r.provider)
         see("api_key", r.api_key, r.last, r.provider)
         see("project", r.project, r.last, r.provider)
     for seat in load_assignments(conn, org_id):
@@ -216,10 +234,11 @@ def unknown_identities(conn: Connection, org_id: int, start: datetime, end: date
             see("email", seat.email, min(end - timedelta(days=1), seat.assigned_to or end), seat.platform)
     unknown = []
     for (kind, value), entry in sorted(seen.items()):
-        lookup = {"email": {"email": value}, "api_key": {"api_key": value}, "project": {"project": value}}[kind]
+        lookup = {"email": {"email": value}, "user": {"email": value}, "api_key": {"api_key": value},
+                  "project": {"project": value}}[kind]
         who, _ = match(entry["last_seen"], **lookup)
         if who is None:
             entry["providers"] = ", ".join(sorted(entry["providers"]))
-            entry["name"] = match.key_names.get(value) if kind == "api_key" else None
+            entry["name"] = {"api_key": match.key_names, "project": match.project_names}.get(kind, {}).get(value)
             unknown.append(entry)
     return unknown
