@@ -8,12 +8,15 @@ from decimal import Decimal
 
 import typer
 
+from tallybook.analytics.finance import finance_report, parse_period
+from tallybook.analytics.devtools import devtools
 from tallybook.analytics.optimize import savings
 from tallybook.analytics.pricers import list_pricer, unit_prices
 from tallybook.analytics.rates import rates
 from tallybook.analytics.rollups import ReportQuery, cost_report, usage_report
 from tallybook.cli.common import Context, OrgOption, err, handle_errors, out, safe_url, utcnow
 from tallybook.cli.connect import save_key
+from tallybook.cli.demo_finance import load_demo_finance
 from tallybook.cli.sync import run_sync
 from tallybook.connectors.sync import midnight
 from tallybook.errors import ConfigError
@@ -23,7 +26,8 @@ from tallybook.money import fmt_amount
 fakes_app = typer.Typer(help="Run the fake provider admin APIs (for trying tallybook offline).",
                         no_args_is_help=True)
 
-DEFAULT_PORTS = {"openai": 8901, "anthropic": 8902}
+DEFAULT_PORTS = {"openai": 8901, "anthropic": 8902, "cursor": 8903}
+CODING_TOOLS = {"claude_code": "anthropic", "cursor": "cursor"}  # connection -> the fake serving it
 
 
 def _start(ports: dict[str, int]):  # type: ignore[no-untyped-def]
@@ -31,7 +35,7 @@ def _start(ports: dict[str, int]):  # type: ignore[no-untyped-def]
         return start_fakes(ports=ports)
     except OSError as exc:
         raise ConfigError(f"Cannot start the fake providers on ports {ports} ({exc.strerror}); "
-                          "choose others with --openai-port / --anthropic-port.") from None
+                          "choose others with --openai-port / --anthropic-port / --cursor-port.") from None
 
 
 @handle_errors
@@ -39,23 +43,29 @@ def demo(
     days: int = typer.Option(90, "--days", min=1, max=120, help="Days of history to sync."),
     openai_port: int = typer.Option(DEFAULT_PORTS["openai"], "--openai-port"),
     anthropic_port: int = typer.Option(DEFAULT_PORTS["anthropic"], "--anthropic-port"),
+    cursor_port: int = typer.Option(DEFAULT_PORTS["cursor"], "--cursor-port"),
     org: str = OrgOption,
 ) -> None:
-    """Start the fake OpenAI and Anthropic admin APIs, connect to them, sync, and print a summary.
+    """Start the fake OpenAI, Anthropic (with Claude Code) and Cursor admin APIs, connect, sync, summarise.
 
     The data flows through the real connectors, sync engine and ledger. The connections are
-    named openai-demo and anthropic-demo; `tallybook fakes serve` brings the fakes back later.
+    named openai-demo, anthropic-demo, claude_code-demo and cursor-demo; `tallybook fakes serve`
+    brings the fakes back later.
 
     Example: tallybook demo --days 90
     """
     ctx = Context(org)
     started = time.monotonic()
-    with _start({"openai": openai_port, "anthropic": anthropic_port}) as cloud:
+    with _start({"openai": openai_port, "anthropic": anthropic_port, "cursor": cursor_port}) as cloud:
         for provider in ("openai", "anthropic"):
             save_key(ctx, provider, DEMO_KEYS[provider], base_url=cloud.base_url(provider), name=f"{provider}-demo")
+        for tool, fake in CODING_TOOLS.items():  # Claude Code shares the Anthropic admin key and host
+            save_key(ctx, tool, DEMO_KEYS[fake], base_url=cloud.base_url(fake), name=f"{tool}-demo")
         since = midnight(utcnow()) - timedelta(days=days - 1)
-        for provider in ("openai", "anthropic"):
+        for provider in ("openai", "anthropic", *CODING_TOOLS):
             run_sync(ctx, connection=f"{provider}-demo", since=since)
+        with ctx.engine.begin() as conn:  # identity map, seat plans, seats, invoices: the finance report's inputs
+            load_demo_finance(conn, ctx.org_id, utcnow())
     elapsed = time.monotonic() - started
     with ctx.engine.connect() as conn:
         query = ReportQuery(org_id=ctx.org_id, start=since, end=midnight(utcnow()) + timedelta(days=1),
@@ -78,6 +88,20 @@ def demo(
             f", {abs(rate.discount) * 100:.1f} % {'below' if rate.discount >= 0 else 'above'} list price")
         out.print(f"  {provider:<10} last 30 days: blended {blended} USD per 1M tokens (3:1, reported){vs_list}")
     out.print(f"  potential saving: {fmt_amount(saving, 2)} USD per month (estimated; `tallybook report savings`)")
+    with ctx.engine.connect() as conn:
+        coding = devtools(conn, ctx.org_id, month.start, midnight(utcnow()))
+    for row in (r.as_dict() for r in coding):
+        rate = "-" if row["acceptance_rate"] is None else f"{row['acceptance_rate'] * 100:.0f} %"
+        out.print(f"  {row['tool']:<11} last 30 days: {row['active_users']} active users, "
+                  f"{row['lines_accepted'] or 0:,} lines accepted, acceptance {rate}, "
+                  f"{fmt_amount(row['cost'], 2)} {row['currency']} ({row['cost_origin']}; `tallybook report devtools`)")
+    with ctx.engine.connect() as conn:
+        last_month = parse_period(f"{midnight(utcnow()).replace(day=1) - timedelta(days=1):%Y-%m}")
+        finance = finance_report(conn, ctx.org_id, last_month)
+    out.print(f"  finance {last_month.label}: {fmt_amount(finance.total, 2)} {finance.currency} (seats "
+              f"{fmt_amount(finance.seat_total, 2)} estimated, usage {fmt_amount(finance.usage_total, 2)} reported), "
+              f"{finance.unallocated['share_pct']} % unallocated, {len(finance.idle_seats)} idle seats: "
+              f"tallybook report finance --month {last_month.label}")
     out.print("\nTry: tallybook report costs --group-by provider,model\n"
               "     tallybook report rates --group-by provider,model\n"
               "     tallybook report benchmark    tallybook report anomalies    tallybook report forecast\n"
@@ -90,13 +114,14 @@ def demo(
 def serve(
     openai_port: int = typer.Option(DEFAULT_PORTS["openai"], "--openai-port"),
     anthropic_port: int = typer.Option(DEFAULT_PORTS["anthropic"], "--anthropic-port"),
+    cursor_port: int = typer.Option(DEFAULT_PORTS["cursor"], "--cursor-port"),
 ) -> None:
-    """Serve the fake OpenAI and Anthropic admin APIs until interrupted.
+    """Serve the fake OpenAI, Anthropic (with Claude Code analytics) and Cursor admin APIs until interrupted.
 
-    Example: tallybook fakes serve --openai-port 8901 --anthropic-port 8902
+    Example: tallybook fakes serve --openai-port 8901 --anthropic-port 8902 --cursor-port 8903
     """
-    with _start({"openai": openai_port, "anthropic": anthropic_port}) as cloud:
-        for provider in ("openai", "anthropic"):
+    with _start({"openai": openai_port, "anthropic": anthropic_port, "cursor": cursor_port}) as cloud:
+        for provider in ("openai", "anthropic", "cursor"):
             err.print(f"{provider}: {cloud.base_url(provider)}  key {DEMO_KEYS[provider]}  (a fake's demo key)")
         err.print("Ctrl-C to stop.")
         try:
