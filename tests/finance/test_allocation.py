@@ -88,3 +88,30 @@ def test_an_idle_seat_appears_with_its_monthly_cost_and_an_active_one_does_not(e
     with engine.connect() as conn:
         # on 2026-10-20, eve's activity of 2026-10-01 is within 30 days: not idle then
         assert "eve@acme.com" not in {s.email for s in idle_seats(conn, org, datetime(2026, 10, 20))}
+
+
+def test_cursor_members_hold_seats_and_a_silent_member_is_idle(engine: sa.Engine) -> None:
+    from tallybook.ledger.coding import save_directory
+    from tallybook.ledger.records import ToolDirectory, ToolMember
+    from tallybook.ledger.seats import load_assignments
+
+    org = seed(engine)
+    synced = datetime(2026, 11, 20, 9, 30)
+    with engine.begin() as conn:
+        save_directory(conn, org, 0, ToolDirectory("cursor", [
+            ToolMember("cursor", "cy@acme.com"),  # stated seat already: not a second one
+            ToolMember("cursor", "gus@acme.com"),  # listed, never active
+            ToolMember("cursor", "hal@acme.com", removed=True),
+        ], listed_members=True), now=synced)
+    with engine.connect() as conn:
+        seats = {(s.email, s.origin): s for s in load_assignments(conn, org)}
+        idle = {s.email for s in idle_seats(conn, org, datetime(2026, 11, 21))}
+        october = charges(conn, org, datetime(2026, 10, 1), datetime(2026, 11, 1), "USD")
+    assert ("cy@acme.com", "members") not in seats
+    gus = seats[("gus@acme.com", "members")]
+    # the tool's history in the ledger starts 2026-10-01 (eve's first Cursor day): gus held a seat since
+    assert gus.assigned_from == datetime(2026, 10, 1) and gus.assigned_to is None
+    assert seats[("hal@acme.com", "members")].assigned_to == datetime(2026, 11, 20)
+    assert "gus@acme.com" in idle and "hal@acme.com" not in idle
+    cursor_seats = [c for c in october if c.kind == "seat" and c.platform == "cursor"]
+    assert sorted(c.subject for c in cursor_seats) == ["cy@acme.com", "eve@acme.com", "gus@acme.com", "hal@acme.com"]

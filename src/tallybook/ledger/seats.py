@@ -124,8 +124,11 @@ def member_seats(conn: Connection, org_id: int, stated: set[tuple[str, str]]) ->
     """Seats of the members a coding tool lists (table `coding_members`, written by its connector).
 
     A member holds a seat of the platform's plan (the first by name when it has several: state others
-    with `tallybook seats assign`) from the earlier of the day the sync first listed them and their
-    first activity on the tool, until the day the sync first saw them removed.
+    with `tallybook seats assign`) until the day the sync first saw them removed, and from the earliest
+    of: the day the sync first listed them, their first activity, the first day of the tool's history
+    in the ledger. The vendor's list gives no join date, and a member listed by the first sync of a
+    backfill was, as far as the ledger can tell, a member through the history that sync fetched
+    (state a later start with `tallybook seats assign --from`).
     """
     plans: dict[str, str] = {}
     for p in load_plans(conn, org_id):
@@ -136,13 +139,16 @@ def member_seats(conn: Connection, org_id: int, stated: set[tuple[str, str]]) ->
     first_active = dict(conn.execute(
         select(func.lower(u.user), func.min(u.bucket_start)).where(
             u.org_id == org_id, u.provider.in_(list(plans)), u.user.is_not(None)).group_by(func.lower(u.user))).all())
+    history_from = dict(conn.execute(select(u.provider, func.min(u.bucket_start)).where(
+        u.org_id == org_id, u.provider.in_(list(plans))).group_by(u.provider)).all())
     seats = []
     for r in conn.execute(select(m.tool, m.email, m.first_seen_at, m.removed_at).where(
             m.org_id == org_id, m.tool.in_(list(plans))).order_by(m.tool, m.email)):
         email = r.email.lower()
         if (r.tool, email) in stated:
             continue
-        since = min(r.first_seen_at, first_active.get(email) or r.first_seen_at)
+        since = min(r.first_seen_at, first_active.get(email) or r.first_seen_at,
+                    history_from.get(r.tool) or r.first_seen_at)
         day = since.replace(hour=0, minute=0, second=0, microsecond=0)
         until = None if r.removed_at is None else r.removed_at.replace(hour=0, minute=0, second=0, microsecond=0)
         if until is not None and until <= day:
