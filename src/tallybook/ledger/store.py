@@ -285,7 +285,14 @@ def upsert_usage(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def upsert_costs(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    _upsert(conn, t.cost_records, rows, NATURAL_KEY, ("amount_nanos", "quantity", "quantity_unit", "origin"))
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    if countOf(map(itemgetter("user"), rows), None) == len(rows):  # `user` (0007) unset: leave it out,
+        columns = tuple(c for c in columns if c != "user")  # as usage leaves out dimensions no row sets
+    values = itemgetter(*columns)
+    _write(conn, t.cost_records, columns, [values(row) for row in rows], NATURAL_KEY,
+           ("amount_nanos", "quantity", "quantity_unit", "origin"))
 
 
 def replace_window(
