@@ -128,3 +128,44 @@ def test_the_cli_report(cli_env, ledger, engine):
     csv = ok("report", "devtools", "--from", "2026-10-26", "--to", "2026-11-15", "--tool", "cursor", "--by", "month",
              "--format", "csv", env=cli_env).stdout.splitlines()
     assert csv[0].startswith("tool,period,start,end,active_users") and len(csv) == 3  # October and November
+
+
+def test_claude_code_estimates_and_tokens_stay_out_of_default_totals(engine):
+    """Regression: the demo printed Claude Code's estimated cost as vendor-reported spend, added to the total."""
+    from tallybook.analytics.rates import rates
+    from tallybook.analytics.rollups import ReportQuery, cost_report, usage_report
+    from tallybook.ledger import rollup
+    from tallybook.ledger.records import CostRecord, UsageRecord
+
+    day = datetime(2026, 11, 2)
+
+    def write(conn, org, source, usage, costs):  # type: ignore[no-untyped-def]
+        store.replace_window(conn, org_id=org, connection_id=1, source=source, stream=source, bucket_width="1d",
+                             start=day, end=day + timedelta(days=1), usage=usage, costs=costs)
+
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+        common = {"bucket_start": day, "bucket_width": "1d"}
+        write(conn, org, "claude_code", [
+            UsageRecord("claude_code", "claude_code", provider="claude_code", model="claude-x", input_tokens=100,
+                        user="a@x", **common),
+            UsageRecord("claude_code", "claude_code", provider="claude_code", unit="sessions", quantity=3,
+                        user="a@x", **common)],
+            [CostRecord("claude_code", "claude_code", provider="claude_code", amount=Decimal("7"), currency="USD",
+                        origin="estimated", user="a@x", **common)])
+        write(conn, org, "cursor", [
+            UsageRecord("cursor", "cursor", provider="cursor", model="gpt-5", input_tokens=10, requests=1, **common)],
+            [CostRecord("cursor", "cursor", provider="cursor", amount=Decimal("2"), currency="USD", user="a@x",
+                        **common)])
+        rollup.refresh_daily(conn, org, day, day + timedelta(days=1))
+    query = ReportQuery(org_id=org, start=day, end=day + timedelta(days=1), group_by=["provider"])
+    with engine.connect() as conn:
+        costs = {r["provider"]: (r["amount"], r["origin"]) for r in cost_report(conn, query)}
+        usage = {r["provider"]: (r["input_tokens"], r["quantities"]) for r in usage_report(conn, query)}
+        only = ReportQuery(org_id=org, start=day, end=day + timedelta(days=1), filters={"source": ["claude_code"]})
+        estimated = cost_report(conn, only)
+        rated = {r.group["provider"] for r in rates(conn, query)}
+    assert costs == {"cursor": (Decimal(2), "reported")}
+    assert usage == {"claude_code": (0, {"sessions": 3}), "cursor": (10, {})}
+    assert [(r["amount"], r["origin"]) for r in estimated] == [(Decimal(7), "estimated")]
+    assert rated == set()

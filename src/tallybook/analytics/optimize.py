@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from tallybook.analytics.benchmark import TIERS_FILE
-from tallybook.analytics.rollups import ReportQuery
+from tallybook.analytics.rollups import CODING_SOURCES, ReportQuery
 from tallybook.ledger import schema as t
 
 MTOK = Decimal(1_000_000)
@@ -79,7 +79,7 @@ def _usage_by_model(conn: Connection, query: ReportQuery) -> list[dict[str, Any]
                    func.sum(u.output_tokens).label("output"), batchy.label("is_batch"))
             .where(u.org_id == query.org_id, u.bucket_width == "1d", u.bucket_start >= query.start,
                    u.bucket_start < query.end, u.unit.is_(None), u.model.is_not(None),
-                   ~((u.source == "gateway") & u.provider.in_(reported)),
+                   ~((u.source == "gateway") & u.provider.in_(reported)), u.source.not_in(CODING_SOURCES),
                    *[u[k].in_(list(v)) for k, v in query.filters.items() if v])
             .group_by(u.provider, u.model, batchy))
     return [dict(r) for r in conn.execute(stmt).mappings()]

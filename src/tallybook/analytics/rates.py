@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-from tallybook.analytics.rollups import PERIODS, ReportError, ReportQuery, _period, reading_table
+from tallybook.analytics.rollups import CODING_SOURCES, PERIODS, ReportError, ReportQuery, _period, reading_table
 from tallybook.ledger import schema as t
 
 MTOK = Decimal(1_000_000)
@@ -133,7 +133,8 @@ def rates(conn: Connection, query: ReportQuery, *, list_pricer: ListPricer | Non
     cost_keys = _keys(conn, cr, cday, inner)
     money: dict[tuple[Any, ...], dict[str, Any]] = {}
     stmt = (select(*cost_keys, cr.c.currency, side, func.sum(cr.c.amount_nanos).label("nanos"))
-            .where(*_where(cr, cday, query)).group_by(*cost_keys, cr.c.currency, side))
+            .where(*_where(cr, cday, query), cr.c.source.not_in(CODING_SOURCES))  # no per-token lines
+            .group_by(*cost_keys, cr.c.currency, side))
     for row in conn.execute(stmt).mappings():
         ident = tuple(row[g] for g in inner)
         slot = money.setdefault(ident, {"currency": row["currency"], "input": Decimal(0), "output": Decimal(0),
@@ -148,7 +149,7 @@ def rates(conn: Connection, query: ReportQuery, *, list_pricer: ListPricer | Non
     sums = [func.sum(u[m]).label(m) for m in PRICED]
     # Reported cost over the vendor's own usage: the gateway meters many of the same requests again.
     stmt = (select(*usage_keys, day, *extra, *sums).where(*_where(ur, uday, query), u.unit.is_(None),
-                                                          u.source != "gateway")
+                                                          u.source != "gateway", u.source.not_in(CODING_SOURCES))
             .group_by(*usage_keys, day, *extra))
     tokens: dict[tuple[Any, ...], dict[str, Any]] = {}
     # Usage summed per group, fine key and price period, then priced once per sum (list cost is linear).

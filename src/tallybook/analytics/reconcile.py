@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from tallybook.analytics.rates import INPUT_TYPES, OUTPUT_TYPES, ListPricer
-from tallybook.analytics.rollups import ReportQuery, _period
+from tallybook.analytics.rollups import CODING_SOURCES, ReportQuery, _period
 from tallybook.ledger import schema as t
 
 CENT = Decimal("0.01")
@@ -78,6 +78,7 @@ def reconcile(conn: Connection, query: ReportQuery, pricer: ListPricer) -> list[
     stmt = (select(day, c.provider, c.model, c.currency, func.sum(c.amount_nanos).label("nanos"))
             .where(c.org_id == query.org_id, c.bucket_width == "1d", c.bucket_start >= query.start,
                    c.bucket_start < query.end, c.token_type.in_(INPUT_TYPES + OUTPUT_TYPES),
+                   c.source.not_in(CODING_SOURCES),
                    *[c[k].in_(list(v)) for k, v in query.filters.items() if v])
             .group_by(day, c.provider, c.model, c.currency))
     for r in conn.execute(stmt).mappings():
@@ -91,7 +92,7 @@ def reconcile(conn: Connection, query: ReportQuery, pricer: ListPricer) -> list[
     stmt = (select(uday, u.provider, u.model, u.service_tier, u.batch, u.context_window, gateway,
                    *[func.sum(u[m]).label(m) for m in MEASURES])
             .where(u.org_id == query.org_id, u.bucket_width == "1d", u.bucket_start >= query.start,
-                   u.bucket_start < query.end, u.unit.is_(None),
+                   u.bucket_start < query.end, u.unit.is_(None), u.source.not_in(CODING_SOURCES),
                    *[u[k].in_(list(v)) for k, v in query.filters.items() if v])
             .group_by(uday, u.provider, u.model, u.service_tier, u.batch, u.context_window, gateway))
     for r in conn.execute(stmt).mappings():

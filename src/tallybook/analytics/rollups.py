@@ -42,6 +42,12 @@ ROLLUP_GROUPS = {
     "cost_records": (t.cost_daily, frozenset({"source", "provider", "model", "service_tier", "token_type",
                                               "cost_type", "currency", *PERIODS} - {"hour"})),
 }
+# Coding tools (connectors/claude_code.py, cursor.py). Claude Code's tokens restate usage that the
+# Anthropic API report or a subscription seat already covers, and its cost is the vendor's estimate,
+# not a bill: both are left out of totals unless `--source claude_code` asks for them. Neither tool
+# reports per-token cost lines, so token-rate analyses (rates, savings, reconcile) leave both out.
+ESTIMATE_SOURCES = ("claude_code",)
+CODING_SOURCES = ("claude_code", "cursor")
 # Names of provider objects shown beside their ids.
 NAMED_GROUPS = {"project": ("project", "workspace"), "api_key": ("api_key",), "user": ("user",)}
 
@@ -176,7 +182,8 @@ def _not_counted_twice(table: Any, query: ReportQuery) -> Any:
 
     The gateway meters many of the very requests the provider reports, so adding both would count
     them twice; a provider only the gateway sees (a local model, an unconnected account) still
-    shows its metered usage. `--source` chooses explicitly.
+    shows its metered usage. Claude Code's tokens are left out too (`ESTIMATE_SOURCES`); its
+    activity units (sessions, lines, ...) stay. `--source` chooses explicitly.
     """
     other = table.alias("vendor_reported").c
     moment = other.day if "day" in other else other.bucket_start
@@ -184,12 +191,20 @@ def _not_counted_twice(table: Any, query: ReportQuery) -> Any:
     reported = select(other.provider).distinct().where(
         other.org_id == query.org_id, moment >= query.start, moment < query.end, other.source != "gateway", *narrow)
     c = table.c
-    return ~((c.source == "gateway") & c.provider.in_(reported))
+    return ~((c.source == "gateway") & c.provider.in_(reported)) & ~(
+        c.source.in_(ESTIMATE_SOURCES) & c.unit.is_(None))
 
 
 def cost_report(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:
-    """One dict per group and currency: the group keys, `amount` (Decimal) and `currency`."""
+    """One dict per group and currency: the group keys, `amount` (Decimal) and `currency`.
+
+    Vendor estimates (`ESTIMATE_SOURCES`) are left out unless the query's source filter names them;
+    a report of estimates only says `origin: estimated`."""
     table, keys, where = _grouped(conn, t.cost_records, query, COST_GROUPS, extra=("currency",))
+    sources = list(query.filters.get("source") or ())
+    if not sources:
+        where.append(table.c.source.not_in(ESTIMATE_SOURCES))
+    origin = "estimated" if sources and set(sources) <= set(ESTIMATE_SOURCES) else "reported"
     stmt = (select(*[k[1] for k in keys], func.sum(table.c.amount_nanos).label("nanos"))
             .where(*where).group_by(*[k[1] for k in keys]))
     rows = []
@@ -197,7 +212,7 @@ def cost_report(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:
         out = {g: _plain(row[g]) for g in query.group_by}
         out["amount"] = from_nanos(int(row["nanos"] or 0))
         out["currency"] = row["currency"]
-        out["origin"] = "reported"
+        out["origin"] = origin
         rows.append(out)
     rows.sort(key=lambda r: tuple("" if r[g] is None else str(r[g]) for g in [*query.group_by, "currency"]))
     _add_names(conn, query, rows)
