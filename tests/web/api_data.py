@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from tallybook.gateway.keys import create_key
 from tallybook.ledger import rollup, store
 from tallybook.ledger.records import CostRecord, UsageRecord
+from tallybook.ledger.schema_access import sync_jobs
 from tallybook.pricing.rulefile import build_rule
 from tallybook.pricing.rules import save_rules
 from tallybook.security.vault import Vault
@@ -33,6 +34,7 @@ class Seeded:
     key_secret: str
     rule_id: str
     run_id: int
+    job_id: int
     admin_key: str
     input_tokens: int  # summed over the window, for the figures the tests check
     output_tokens: int
@@ -70,6 +72,9 @@ def seed_org(engine: sa.Engine, org_id: int, marker: str, *, scale: int, vault: 
                                  start=FIRST_DAY, end=end, tasks_total=2)
         store.finish_run(conn, run_id, status="succeeded")
         store.mark_connection(conn, connection_id, status="active", error=None, synced=True)
+        job_id = int(conn.execute(sa.insert(sync_jobs).values(
+            org_id=org_id, connection_id=connection_id, trigger="manual", status="succeeded", created_at=end,
+            started_at=end, finished_at=end, heartbeat_at=end)).inserted_primary_key[0])  # type: ignore[index]
         key, secret = create_key(conn, org_id=org_id, name=f"{marker}-key", customer=f"{marker}-customer",
                                  budget=Decimal(100), budget_period="month")
         rule_id = f"{marker}-discount"
@@ -78,6 +83,6 @@ def seed_org(engine: sa.Engine, org_id: int, marker: str, *, scale: int, vault: 
                    source="test")
         rollup.rebuild(conn, org_id)
     days = range(1, DAYS + 1)
-    return Seeded(org_id, marker, connection_id, key.id, secret, rule_id, run_id, admin_key,
+    return Seeded(org_id, marker, connection_id, key.id, secret, rule_id, run_id, job_id, admin_key,
                   input_tokens=sum(1000 * scale * d for d in days), output_tokens=sum(100 * scale * d for d in days),
                   cost=sum((Decimal("0.35") * scale * d for d in days), Decimal(0)))

@@ -3,6 +3,7 @@ same vault context as `tallybook connect` (so `tallybook sync` can use it), rota
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -91,3 +92,30 @@ def test_an_unknown_provider_is_a_422(api: tuple[TestClient, dict[str, str]]) ->
     client, admin = api
     answer = client.post("/api/v1/connections", headers=admin, json={"provider": "acme-ai", "key": "k" * 20})
     assert answer.status_code == 422 and "Unknown provider 'acme-ai'" in answer.json()["error"]["message"]
+
+
+def test_a_sync_started_through_the_api_runs_in_the_background(cloud: FakeCloud,
+                                                               api: tuple[TestClient, dict[str, str]]) -> None:
+    client, admin = api
+    made = client.post("/api/v1/connections", headers=admin, json={
+        "provider": "anthropic", "key": DEMO_KEYS["anthropic"], "base_url": cloud.base_url("anthropic")})
+    cid = made.json()["connection"]["id"]
+    started = client.post("/api/v1/sync", headers=admin, json={"connection_id": cid, "from": "2026-10-01",
+                                                               "to": "2026-10-03"})
+    assert started.status_code == 202, started.text
+    job_id = started.json()["id"]
+    deadline = time.monotonic() + 60
+    while True:
+        job = client.get(f"/api/v1/sync/jobs/{job_id}", headers=admin).json()
+        if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert job["status"] == "succeeded", job
+    [run] = job["runs"]
+    assert run["connection"] == "anthropic" and run["tasks_done"] == run["tasks_total"] > 0 and run["rows"] > 0
+    assert [j["id"] for j in client.get("/api/v1/sync/jobs", headers=admin).json()["jobs"]] == [job_id]
+    usage = client.get("/api/v1/usage", headers=admin, params={"from": "2026-10-01", "to": "2026-10-03",
+                                                               "group_by": "provider"}).json()["rows"]
+    assert [r["provider"] for r in usage] == ["anthropic"] and usage[0]["input_tokens"] > 0
+    missing = client.post("/api/v1/sync", headers=admin, json={"connection_id": cid + 100})
+    assert missing.status_code == 404

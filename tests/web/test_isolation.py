@@ -96,7 +96,7 @@ def world(client: TestClient, engine: sa.Engine, web_settings: Settings, member:
 
     def ids(seeded: Seeded, user_id: int | None) -> dict[str, Any]:
         return {"connection_id": seeded.connection_id, "key_id": seeded.key_id, "rule_id": seeded.rule_id,
-                "user_id": user_id, "run_id": seeded.run_id}
+                "user_id": user_id, "job_id": seeded.job_id}
 
     headers = {"admin": bearer("admin@a.test", "org-a"), "analyst": bearer("analyst@a.test", "org-a"),
                "viewer": bearer("viewer@a.test", "org-a"), "b": bearer("admin@b.test", "org-b")}
@@ -116,7 +116,8 @@ def test_every_operation_states_its_role_and_has_a_sample_body(world: World) -> 
 
 def test_objects_of_another_organisation_are_404(world: World, engine: sa.Engine) -> None:
     with_ids = [op for op in world.operations if op.path_params]
-    assert {p for op in with_ids for p in op.path_params} >= {"connection_id", "key_id", "rule_id", "user_id"}
+    assert {p for op in with_ids for p in op.path_params} == {"connection_id", "key_id", "rule_id", "user_id",
+                                                               "job_id"}
     for op in with_ids:
         response = world.call(op, "admin", world.b_ids)
         assert response.status_code == 404, f"{op} on org B's object answered {response.status_code}: {response.text}"

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tallybook.web.api.errors import ApiRoute, not_found
-from tallybook.web.api.params import Admin, Analyst, Reading, engine
+from tallybook.web.api.params import Admin, Analyst, Reading, actor, engine
 from tallybook.web.api.schemas import Moment, Strict
 from tallybook.web.auth import Role, add_member, create_user, list_members, remove_member, set_role
 from tallybook.web.auth.users import find_user_id
@@ -31,7 +31,7 @@ class MemberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: str = Field(min_length=3, max_length=320)
     role: Role
-    password: str | None = Field(None, min_length=1, max_length=200, description=(
+    password: str | None = Field(None, min_length=10, max_length=200, description=(
         "For a user new to this deployment: their password (without one they sign in by single sign-on). "
         "Ignored for an existing user; never returned."))
 
@@ -69,7 +69,7 @@ def add(body: MemberIn, request: Request, principal: Admin) -> MemberOut:
         user_id = find_user_id(conn, body.email)
         if user_id is None:
             user_id = create_user(conn, body.email, body.password)
-        add_member(conn, principal.org_id, user_id, body.role)
+        add_member(conn, principal.org_id, user_id, body.role, actor=actor(principal))
     return _member(request, principal.org_id, user_id)
 
 
@@ -77,7 +77,7 @@ def add(body: MemberIn, request: Request, principal: Admin) -> MemberOut:
 def change_role(user_id: int, body: RoleChange, request: Request, principal: Admin) -> MemberOut:
     """The organisation keeps at least one admin (409 otherwise)."""
     with engine(request).begin() as conn:
-        set_role(conn, principal.org_id, user_id, body.role)
+        set_role(conn, principal.org_id, user_id, body.role, actor=actor(principal))
     return _member(request, principal.org_id, user_id)
 
 
@@ -85,4 +85,4 @@ def change_role(user_id: int, body: RoleChange, request: Request, principal: Adm
 def remove(user_id: int, request: Request, principal: Admin) -> None:
     """Their sessions in this organisation end and their API tokens here are revoked."""
     with engine(request).begin() as conn:
-        remove_member(conn, principal.org_id, user_id)
+        remove_member(conn, principal.org_id, user_id, actor=actor(principal))
