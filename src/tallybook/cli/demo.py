@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import typer
 
-from tallybook.analytics.finance import finance_report, parse_period
 from tallybook.analytics.devtools import devtools
+from tallybook.analytics.finance import finance_report, parse_period
 from tallybook.analytics.optimize import savings
 from tallybook.analytics.pricers import list_pricer, unit_prices
 from tallybook.analytics.rates import rates
@@ -17,6 +17,7 @@ from tallybook.analytics.rollups import ReportQuery, cost_report, usage_report
 from tallybook.cli.common import Context, OrgOption, err, handle_errors, out, safe_url, utcnow
 from tallybook.cli.connect import save_key
 from tallybook.cli.demo_finance import load_demo_finance
+from tallybook.cli.serve import check_port_free, dashboard_url, ensure_demo_user, serve_dashboard
 from tallybook.cli.sync import run_sync
 from tallybook.connectors.sync import midnight
 from tallybook.errors import ConfigError
@@ -44,17 +45,24 @@ def demo(
     openai_port: int = typer.Option(DEFAULT_PORTS["openai"], "--openai-port"),
     anthropic_port: int = typer.Option(DEFAULT_PORTS["anthropic"], "--anthropic-port"),
     cursor_port: int = typer.Option(DEFAULT_PORTS["cursor"], "--cursor-port"),
+    web_port: int = typer.Option(None, "--web-port", min=1, max=65535,
+                                 help="Dashboard port (default TALLYBOOK_WEB_PORT, 8000)."),
+    no_serve: bool = typer.Option(False, "--no-serve", help="Stop after the summary instead of serving the dashboard."),
     org: str = OrgOption,
 ) -> None:
-    """Start the fake OpenAI, Anthropic (with Claude Code) and Cursor admin APIs, connect, sync, summarise.
+    """Start the fake OpenAI, Anthropic (with Claude Code) and Cursor admin APIs, connect, sync, summarise,
+    then serve the dashboard with the demo organisation (printing its URL and the demo login) until Ctrl-C.
 
     The data flows through the real connectors, sync engine and ledger. The connections are
     named openai-demo, anthropic-demo, claude_code-demo and cursor-demo; `tallybook fakes serve`
     brings the fakes back later.
 
-    Example: tallybook demo --days 90
+    Example: tallybook demo --days 90          (--no-serve: end after the summary, for scripts)
     """
     ctx = Context(org)
+    web_port = web_port or ctx.settings.web_port
+    if not no_serve:  # fail before the sync, not after it
+        check_port_free(ctx.settings.web_host, web_port)
     started = time.monotonic()
     with _start({"openai": openai_port, "anthropic": anthropic_port, "cursor": cursor_port}) as cloud:
         for provider in ("openai", "anthropic"):
@@ -107,6 +115,15 @@ def demo(
               "     tallybook report benchmark    tallybook report anomalies    tallybook report forecast\n"
               "     tallybook report usage --group-by day --provider openai --format csv\n"
               "     tallybook fakes serve   (keeps the fake APIs up so `tallybook sync` works)")
+    email, password = ensure_demo_user(ctx.settings, ctx.org_slug)
+    login = (f"\nDashboard: {dashboard_url(ctx.settings, ctx.settings.web_host, web_port)}  sign in as {email} "
+             f"with password {password} (the demo's own login, admin of {ctx.org_slug})")
+    if no_serve:
+        out.print(login + "\n           once `tallybook serve` runs")
+        return
+    ctx.close()
+    with _start({"openai": openai_port, "anthropic": anthropic_port, "cursor": cursor_port}):
+        serve_dashboard(ctx.settings, ctx.settings.web_host, web_port, banner=login)  # the fakes stay up for "sync"
 
 
 @fakes_app.command("serve")

@@ -55,7 +55,7 @@ def serve_dashboard(settings: Settings, host: str, port: int, *, scheduler: bool
     from tallybook.web.auth.users import setup_needed
     from tallybook.web.scheduler import Scheduler
 
-    _check_port_free(host, port)
+    check_port_free(host, port)
     app = create_app(settings)
     engine = app.state.engine
     with engine.connect() as conn:
@@ -67,7 +67,7 @@ def serve_dashboard(settings: Settings, host: str, port: int, *, scheduler: bool
         err.print(f"First run: open [bold]{url}setup[/] to create the first admin "
                   "(or `tallybook users create --email ... --org ... --role admin`).")
     if banner:
-        err.print(banner)
+        err.print(banner, soft_wrap=True, highlight=False)
     jobs = Scheduler(engine, settings) if scheduler else None
     if jobs is not None:
         jobs.start()
@@ -85,7 +85,7 @@ def serve_dashboard(settings: Settings, host: str, port: int, *, scheduler: bool
         engine.dispose()
 
 
-def _check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -98,8 +98,11 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def ensure_demo_user(settings: Settings, org_slug: str) -> tuple[str, str]:
-    """The demo organisation's admin login (created, or its password reset to the demo one)."""
+    """The demo organisation's admin login (created, or its password reset to the demo one).
+
+    The demo has just synced: today's scheduled sync of its organisation is marked done."""
     from tallybook.ledger.db import open_ledger
+    from tallybook.ledger.store import utcnow
     from tallybook.web.auth.users import (
         add_member,
         create_user,
@@ -108,6 +111,7 @@ def ensure_demo_user(settings: Settings, org_slug: str) -> tuple[str, str]:
         role_of,
         set_password,
     )
+    from tallybook.web.scheduler import claim
 
     engine = open_ledger(settings.database_url)
     try:
@@ -120,6 +124,7 @@ def ensure_demo_user(settings: Settings, org_slug: str) -> tuple[str, str]:
                 set_password(conn, user_id, DEMO_PASSWORD)
             if role_of(conn, org_id, user_id) is None:
                 add_member(conn, org_id, user_id, "admin", actor="system:demo")
+        claim(engine, org_id, utcnow().date())
     finally:
         engine.dispose()
     return DEMO_EMAIL, DEMO_PASSWORD
