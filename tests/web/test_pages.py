@@ -23,7 +23,7 @@ from tests.web.conftest import signed_in
 
 PAGES = {"/": "Overview", "/spend": "Spend explorer", "/optimise": "Optimisation", "/benchmark": "Benchmark",
          "/reconcile": "Reconciliation", "/settings": "Settings"}
-ADMIN_PAGES = ("/settings",)
+ADMIN_PAGES = ("/settings", "/connect")
 
 
 def seed(engine: sa.Engine, org: str = "acme") -> int:

@@ -42,7 +42,7 @@ def catalog(lang: str) -> dict[str, str]:
     return _flatten(tomllib.loads((HERE / f"{lang}.toml").read_text(encoding="utf-8")))
 
 
-def t(key: str, lang: str = DEFAULT, **kw: Any) -> str:
+def t(key: str, lang: str = DEFAULT, /, **kw: Any) -> str:
     """The string for `key` in `lang` (English when missing), with `kw` filled in."""
     text = catalog(lang if lang in LANGUAGES else DEFAULT).get(key) or catalog(DEFAULT).get(key) or key
     return text.format(**kw) if kw else text

@@ -62,7 +62,7 @@ def lang_of(request: Request) -> str:
 def translator(request: Request) -> Callable[..., str]:
     """`t` bound to the request's language: tr("benchmark.not_enough", k=10)."""
     lang = lang_of(request)
-    return lambda key, **kw: i18n.t(key, lang, **kw)
+    return lambda key, /, **kw: i18n.t(key, lang, **kw)
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ def url(path: str, params: dict[str, Any]) -> str:
 def context(request: Request, principal: Principal | None, **extra: Any) -> dict[str, Any]:
     lang = lang_of(request)
 
-    def tr(key: str, **kw: Any) -> str:
+    def tr(key: str, /, **kw: Any) -> str:
         return i18n.t(key, lang, **kw)
 
     path = request.url.path

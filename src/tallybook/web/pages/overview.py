@@ -3,14 +3,17 @@ trend, the month-end forecast, and the connected providers with their last sync.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
-from tallybook.analytics.benchmark import benchmark_report
+from tallybook.analytics.benchmark import Tiers, benchmark_report, load_tiers
 from tallybook.analytics.forecast import forecast
 from tallybook.analytics.pricers import blended_list_price, list_pricer
 from tallybook.analytics.rates import rates
@@ -44,46 +47,68 @@ PROVIDER_COLUMNS = (Column("name"), Column("provider"), Column("status"), Column
 TREND_MONTHS = 6
 
 
+@cache
+def tiers() -> Tiers:
+    """The market tiers file, read once per process (it changes with a release, not at run time)."""
+    return load_tiers()
+
+
 def _rate_row(row: Any) -> dict[str, Any]:
     return {**row.as_dict(), "token_cost": row.token_cost}
 
 
-def overview_data(conn: Connection, org_id: int, month: Window) -> tuple[list[Table], dict[str, Any]]:
+def overview_data(engine: Engine, org_id: int, month: Window) -> tuple[list[Table], dict[str, Any]]:
+    """The overview's figures. The six answers are independent reads, so they run side by side, each on
+    its own connection: the page costs about its slowest answer rather than their sum."""
     def query(group_by: list[str], start: Any = month.start, end: Any = month.end) -> ReportQuery:
         return ReportQuery(org_id=org_id, start=start, end=end, group_by=group_by)
 
-    total_rate = [_rate_row(r) for r in rates(conn, query([]), list_pricer=list_pricer)]
-    by_provider = [_rate_row(r) for r in rates(conn, query(["provider"]), list_pricer=list_pricer)]
-    spend_total = cost_report(conn, query([]))
-    spend = cost_report(conn, query(["provider"]))
     first = month_window(f"{month.start:%Y-%m}").start
     for _ in range(TREND_MONTHS - 1):
         first = month_window(f"{first - timedelta(days=1):%Y-%m}").start
-    monthly = [r.as_dict() for r in trend(conn, query([], first, month.end), "month")]
     history_end = min(today(), month.end)
-    ahead = [f.as_dict() for f in forecast(conn, query([], history_end - timedelta(days=56), history_end),
-                                           month.start.date())]
-    market = benchmark_report(conn, org_id, month.month or f"{month.start:%Y-%m}", blended_list_price)
-    providers = [{"name": c.name, "provider": c.provider, "status": c.status, "last_sync_at": c.last_sync_at,
-                  "last_error": redact(c.last_error) if c.last_error else None}
-                 for c in store.list_connections(conn, org_id)]
+    label = month.month or f"{month.start:%Y-%m}"
+    asks: dict[str, Callable[[Connection], Any]] = {
+        "total_rate": lambda c: [_rate_row(r) for r in rates(c, query([]), list_pricer=list_pricer)],
+        "by_provider": lambda c: [_rate_row(r) for r in rates(c, query(["provider"]), list_pricer=list_pricer)],
+        "spend": lambda c: (cost_report(c, query([])), cost_report(c, query(["provider"]))),
+        # through today, so the month under way shows as incomplete
+        "monthly": lambda c: [r.as_dict() for r in trend(c, query([], first, min(history_end + timedelta(days=1),
+                                                                                  month.end)), "month")],
+        "ahead": lambda c: [f.as_dict() for f in forecast(c, query([], history_end - timedelta(days=56),
+                                                                   history_end), month.start.date())],
+        "market": lambda c: benchmark_report(c, org_id, label, blended_list_price, tiers=tiers()),
+        "providers": lambda c: [
+            {"name": x.name, "provider": x.provider, "status": x.status, "last_sync_at": x.last_sync_at,
+             "last_error": redact(x.last_error) if x.last_error else None}
+            for x in store.list_connections(c, org_id)],
+    }
+
+    def answer(ask: Callable[[Connection], Any]) -> Any:
+        with engine.connect() as conn:
+            return ask(conn)
+
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="tallybook-overview") as pool:
+        futures = {name: pool.submit(answer, ask) for name, ask in asks.items()}
+        got = {name: future.result() for name, future in futures.items()}
+    spend_total, spend = got["spend"]
+    monthly = got["monthly"]
     previous = [r for r in monthly if r["complete"]][-1:]  # the last complete month, with its change
     tables = [
-        Table("rates", "overview.rates", RATE_COLUMNS, by_provider, note="overview.rates_note"),
-        Table("market", "overview.market", MARKET_COLUMNS, market, note="overview.market_note"),
+        Table("rates", "overview.rates", RATE_COLUMNS, got["by_provider"], note="overview.rates_note"),
+        Table("market", "overview.market", MARKET_COLUMNS, got["market"], note="overview.market_note"),
         Table("spend", "overview.spend", SPEND_COLUMNS, spend, note="note.reported"),
         Table("trend", "overview.trend", TREND_COLUMNS, monthly, note="overview.trend_note",
               chart=chart_series(monthly, x="period", y="amount", series=lambda r: r["currency"], kind="bar")),
-        Table("forecast", "overview.forecast", FORECAST_COLUMNS, ahead, note="overview.forecast_note"),
-        Table("providers", "overview.providers", PROVIDER_COLUMNS, providers, empty="overview.no_providers"),
+        Table("forecast", "overview.forecast", FORECAST_COLUMNS, got["ahead"], note="overview.forecast_note"),
+        Table("providers", "overview.providers", PROVIDER_COLUMNS, got["providers"], empty="overview.no_providers"),
     ]
-    cards = {"rate": total_rate, "spend": spend_total, "forecast": ahead, "previous": previous}
+    cards = {"rate": got["total_rate"], "spend": spend_total, "forecast": got["ahead"], "previous": previous}
     return tables, cards
 
 
 @router.get("/")
 def overview(request: Request, principal: Principal = Depends(page_principal)) -> Response:
     month = this_month()
-    with request.app.state.engine.connect() as conn:
-        tables, cards = overview_data(conn, principal.org_id, month)
+    tables, cards = overview_data(request.app.state.engine, principal.org_id, month)
     return respond(request, principal, "overview.html", tables, title="overview.title", month=month, cards=cards)

@@ -25,7 +25,7 @@ COLUMNS = (
 
 @router.get("/reconcile")
 def reconciliation(request: Request, principal: Principal = Depends(page_principal)) -> Response:
-    window = window_from(request, default_days=14)
+    window = window_from(request, default_days=7)
     threshold = decimal_param(request, "threshold", str(DEFAULT_THRESHOLD))
     flagged_only = request.query_params.get("flagged") == "1"
     query = ReportQuery(org_id=principal.org_id, start=window.start, end=window.end)

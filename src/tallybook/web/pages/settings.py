@@ -16,6 +16,7 @@ from tallybook.web import auth
 from tallybook.web.auth import Principal, require_page, verify_csrf
 from tallybook.web.auth.users import find_user_id
 from tallybook.web.pages.base import render
+from tallybook.web.scheduler import schedule_for
 
 router = APIRouter(include_in_schema=False)
 admin_page = require_page("admin")
@@ -39,11 +40,12 @@ def _page(request: Request, principal: Principal, *, status: int = 200, error: s
         tokens = auth.list_tokens(conn, principal.org_id)
         rules = [_rule_row(r) for r in load_rules(conn, principal.org_id, current_only=True)]
         opted_in = bm.is_opted_in(conn, principal.org_id)
+        at = schedule_for(conn, principal.org_id, request.app.state.settings)
     done = request.query_params.get("done")
     return render(request, principal, "settings.html", status=status, title="settings.title", members=members,
                   tokens=tokens, rules=rules, opted_in=opted_in, roles=auth.ROLES, error=error,
                   new_token=new_token, done=f"settings.done_{done}" if done in DONE else None,
-                  schedule=request.app.state.settings.sync_schedule)
+                  schedule=f"{at:%H:%M}" if at else None)
 
 
 def _back(done: str) -> Response:

@@ -46,7 +46,7 @@ def explorer_tables(conn: Any, request: Request, principal: Principal) -> tuple[
     if group not in DIMENSIONS:
         raise PageError(400, "error.bad_choice")
     window = window_from(request, default_days=30)
-    filters = {name: q.getlist(name) for name in FILTERS if q.getlist(name)}
+    filters = {name: values for name in FILTERS if (values := [v for v in q.getlist(name) if v])}
     base = ReportQuery(org_id=principal.org_id, start=window.start, end=window.end, filters=filters)
     priced = group in COST_DIMENSIONS
     per_period = [r.as_dict() for r in trend(conn, replace(base, group_by=[group] if priced else []),
