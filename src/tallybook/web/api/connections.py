@@ -18,7 +18,7 @@ from tallybook.ledger import store
 from tallybook.security.redaction import fingerprint, redact
 from tallybook.security.vault import Vault
 from tallybook.web.api.errors import PROVIDER_ERRORS, ApiRoute, conflict, not_found
-from tallybook.web.api.params import Admin, Member, Reading, actor, engine
+from tallybook.web.api.params import Admin, Member, ObjectId, Reading, actor, engine
 from tallybook.web.api.schemas import Moment, Strict
 from tallybook.web.auth import Principal
 
@@ -114,7 +114,7 @@ def list_connections(principal: Member, conn: Reading) -> Connections:
 
 
 @router.get("/connections/{connection_id}", response_model=ConnectionOut, summary="One connection")
-def get_connection(connection_id: int, principal: Member, conn: Reading) -> ConnectionOut:
+def get_connection(connection_id: ObjectId, principal: Member, conn: Reading) -> ConnectionOut:
     return row_out(find(conn, principal.org_id, connection_id))
 
 
@@ -135,7 +135,7 @@ def create_connection(body: ConnectionIn, request: Request, principal: Admin) ->
 
 @router.post("/connections/{connection_id}/rotate", response_model=Connected, responses=PROVIDER_ERRORS,
              summary="Rotate a connection's key (admin)")
-def rotate_key(connection_id: int, body: KeyRotation, request: Request, principal: Admin) -> Connected:
+def rotate_key(connection_id: ObjectId, body: KeyRotation, request: Request, principal: Admin) -> Connected:
     """The new key is checked first; the history synced with the old one stays."""
     with engine(request).connect() as conn:
         row = find(conn, principal.org_id, connection_id)
@@ -143,7 +143,7 @@ def rotate_key(connection_id: int, body: KeyRotation, request: Request, principa
 
 
 @router.delete("/connections/{connection_id}", status_code=204, summary="Remove a connection (admin)")
-def delete_connection(connection_id: int, request: Request, principal: Admin) -> None:
+def delete_connection(connection_id: ObjectId, request: Request, principal: Admin) -> None:
     """Forgets the connection and its stored key; the usage already synced stays."""
     with engine(request).begin() as conn:
         row = find(conn, principal.org_id, connection_id)

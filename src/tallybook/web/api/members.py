@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tallybook.web.api.errors import ApiRoute, not_found
-from tallybook.web.api.params import Admin, Analyst, Reading, actor, engine
+from tallybook.web.api.params import Admin, Analyst, ObjectId, Reading, actor, engine
 from tallybook.web.api.schemas import Moment, Strict
 from tallybook.web.auth import Role, add_member, create_user, list_members, remove_member, set_role
 from tallybook.web.auth.users import find_user_id
@@ -58,7 +58,7 @@ def members(principal: Analyst, conn: Reading) -> Members:
 
 
 @router.get("/members/{user_id}", response_model=MemberOut, summary="One member (analyst)")
-def member(user_id: int, request: Request, principal: Analyst) -> MemberOut:
+def member(user_id: ObjectId, request: Request, principal: Analyst) -> MemberOut:
     return _member(request, principal.org_id, user_id)
 
 
@@ -74,7 +74,7 @@ def add(body: MemberIn, request: Request, principal: Admin) -> MemberOut:
 
 
 @router.patch("/members/{user_id}", response_model=MemberOut, summary="Change a member's role (admin)")
-def change_role(user_id: int, body: RoleChange, request: Request, principal: Admin) -> MemberOut:
+def change_role(user_id: ObjectId, body: RoleChange, request: Request, principal: Admin) -> MemberOut:
     """The organisation keeps at least one admin (409 otherwise)."""
     with engine(request).begin() as conn:
         set_role(conn, principal.org_id, user_id, body.role, actor=actor(principal))
@@ -82,7 +82,7 @@ def change_role(user_id: int, body: RoleChange, request: Request, principal: Adm
 
 
 @router.delete("/members/{user_id}", status_code=204, summary="Remove a member (admin)")
-def remove(user_id: int, request: Request, principal: Admin) -> None:
+def remove(user_id: ObjectId, request: Request, principal: Admin) -> None:
     """Their sessions in this organisation end and their API tokens here are revoked."""
     with engine(request).begin() as conn:
         remove_member(conn, principal.org_id, user_id, actor=actor(principal))

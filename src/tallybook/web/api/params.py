@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy import Connection, Engine
 
 from tallybook.analytics.rollups import ReportQuery
@@ -26,6 +26,8 @@ Analyst = Annotated[Principal, Depends(require("analyst"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on both databases
+ObjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="The object's id.")]
 MAX_DAYS = 3700  # about ten years: a report over a longer window is a mistake, not a question
 MONTH_PATTERN = r"^(20\d{2}|2100)-(0[1-9]|1[0-2])$"  # a month between EARLIEST and LATEST
 

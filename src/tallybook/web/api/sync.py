@@ -19,8 +19,10 @@ from tallybook.web.api.errors import ApiRoute, invalid, not_found
 from tallybook.web.api.params import (
     EARLIEST,
     LATEST,
+    MAX_ID,
     Admin,
     Analyst,
+    ObjectId,
     Reading,
     actor,
     checked,
@@ -87,7 +89,7 @@ class SyncIn(BaseModel):
     """Which connection and which days; by default every connection, since each one's last sync."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    connection_id: int | None = Field(None, description="Only this connection.")
+    connection_id: int | None = Field(None, ge=1, le=MAX_ID, description="Only this connection.")
     first_day: date | None = Field(None, alias="from", description="First UTC day, YYYY-MM-DD.")
     last_day: date | None = Field(None, alias="to", description="Last UTC day, inclusive.")
 
@@ -127,7 +129,7 @@ def list_jobs(principal: Analyst, conn: Reading,
 
 
 @router.get("/sync/jobs/{job_id}", response_model=JobOut, summary="A sync job and its progress (analyst)")
-def job(job_id: int, principal: Analyst, conn: Reading) -> JobOut:
+def job(job_id: ObjectId, principal: Analyst, conn: Reading) -> JobOut:
     status = jobs.sync_status(conn, principal.org_id, job_id)
     if status is None:
         raise not_found(f"No sync job {job_id} in this organisation.")
@@ -150,5 +152,5 @@ def runs(conn: Connection, org_id: int, *, limit: int = 50, connection_id: int |
 @router.get("/sync/runs", response_model=Runs, summary="Sync history, newest first (analyst)")
 def history(principal: Analyst, conn: Reading,
             limit: int = Query(50, ge=1, le=1000, description="How many runs, newest first."),
-            connection_id: int | None = Query(None, description="Only this connection's runs.")) -> Runs:
+            connection_id: int | None = Query(None, ge=1, le=MAX_ID, description="Only this connection's runs.")) -> Runs:
     return Runs(runs=runs(conn, principal.org_id, limit=limit, connection_id=connection_id))
