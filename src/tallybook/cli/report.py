@@ -46,7 +46,7 @@ ProviderFilter = typer.Option(None, "--provider", help="Only these providers (re
 ModelFilter = typer.Option(None, "--model", help="Only these models, as the provider names them (repeatable).")
 ProjectFilter = typer.Option(None, "--project", help="Only these project/workspace ids (repeatable).")
 SourceFilter = typer.Option(None, "--source", help="Only these sources (repeatable): openai_admin, "
-                            "anthropic_admin, gateway, csv:<name>, ...")
+                            "anthropic_admin, claude_code, cursor, gateway, csv:<name>, ...")
 
 
 def origin_note(sources: list[str] | None) -> str:
