@@ -189,3 +189,26 @@ def test_settings_add_a_member_and_show_a_new_token_once(client: TestClient, mem
     plaintext = created.text.split("data-new-token>")[1].split("<")[0]
     assert plaintext not in client.get("/settings").text
     assert client.post("/settings/tokens", data={"csrf_token": "forged", "name": "x"}).status_code == 403
+
+
+def test_the_monthly_report_downloads_as_a_pdf_with_the_months_figures(
+        client: TestClient, member: Callable[..., int], engine: sa.Engine) -> None:
+    from pypdf import PdfReader
+
+    member("ada@acme.test", role="analyst")
+    member("vic@acme.test", role="viewer")
+    org_id = seed(engine)
+    signed_in(client, "ada@acme.test")
+    month = this_month()
+    response = client.get(f"/report.pdf?month={month.month}")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(response.content)).pages)
+    assert f"tallybook monthly report {month.month}" in text
+    with engine.connect() as conn:
+        spend = cost_report(conn, ReportQuery(org_id=org_id, start=month.start, end=month.end, group_by=["provider"]))
+    for row in spend:
+        assert f"{row['amount']:,.2f} USD" in text
+    assert client.get("/report.pdf?month=2026-13").status_code == 400
+    client.cookies.clear()
+    signed_in(client, "vic@acme.test")
+    assert client.get(f"/report.pdf?month={month.month}").status_code == 403

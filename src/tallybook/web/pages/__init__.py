@@ -11,11 +11,13 @@ from fastapi.responses import HTMLResponse
 
 from tallybook.web import i18n
 from tallybook.web.auth.deps import current_session
-from tallybook.web.pages import benchmark, connect, login, optimise, overview, reconcile, settings, spend
+from tallybook.web.pages import (
+    benchmark, connect, login, optimise, overview, reconcile, report, settings, spend,
+)
 from tallybook.web.pages.base import lang_of, render
 
 router = APIRouter(include_in_schema=False)
-for page in (login, overview, spend, optimise, benchmark, reconcile, connect, settings):
+for page in (login, overview, spend, optimise, benchmark, reconcile, connect, settings, report):
     router.include_router(page.router)
 
 
