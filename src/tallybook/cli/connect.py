@@ -58,7 +58,7 @@ def connect(
 ) -> None:
     """Store a provider admin key, encrypted, after checking it with one cheap API call.
 
-    The key is read from OPENAI_ADMIN_KEY, ANTHROPIC_ADMIN_KEY (claude_code too) or CURSOR_ADMIN_KEY.
+    The key is read from OPENAI_ADMIN_KEY, ANTHROPIC_ADMIN_KEY (claude_code too) or CURSOR_ADMIN_KEY, else asked.
     Connecting again under the same name rotates the key and keeps all history.
 
     Example: OPENAI_ADMIN_KEY=sk-admin-... tallybook connect openai
