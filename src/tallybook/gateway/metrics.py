@@ -1,9 +1,24 @@
-"""Prometheus metrics of one gateway app, in its own registry (so tests can build many apps)."""
+"""Prometheus metrics of one gateway app, in its own registry (so tests can build many apps).
+
+With several worker processes (`tallybook gateway --workers N`) every worker answers /metrics with
+the SUM over all workers, whichever worker the scrape reaches: the supervisor enters
+`shared_across_workers(N)` before it starts them, which turns on prometheus_client's multiprocess
+mode in a fresh directory (each worker writes its values to its own memory-mapped files there;
+`render` adds them up) and removes the directory when the gateway stops. Counters and histograms
+survive a worker's restart, as Prometheus expects of one target.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from tallybook.gateway.events import UsageEvent
 
@@ -46,4 +61,29 @@ class Metrics:
             self.unpriced.labels(provider).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        shared = os.environ.get(MULTIPROC_ENV)
+        if not shared:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=shared)
+        return generate_latest(registry)
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def shared_across_workers(workers: int) -> Iterator[str | None]:
+    """Around starting `workers` worker processes: with more than one, their metrics are shared through
+    a fresh directory (yielded; None with one worker). Enter it before the workers are started: they
+    read the setting when they import prometheus_client."""
+    if workers <= 1 or os.environ.get(MULTIPROC_ENV):
+        yield os.environ.get(MULTIPROC_ENV)
+        return
+    directory = tempfile.mkdtemp(prefix="tallybook-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield directory
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
