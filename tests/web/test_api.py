@@ -152,3 +152,7 @@ def test_unknown_routes_and_objects_answer_in_the_error_shape(client: TestClient
         answer = client.get(path, headers=admin)
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found", path
     assert client.get("/api/v1/connections/not-a-number", headers=admin).status_code == 422
+    # Regression: an id beyond 32 bits reached the database and overflowed SQLite's INTEGER (a 500).
+    for path in ("/api/v1/connections/9223372036854775808", "/api/v1/members/2147483648", "/api/v1/sync/jobs/0"):
+        answer = client.get(path, headers=admin)
+        assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_request", path
