@@ -225,3 +225,22 @@ def test_failed_syncs_and_refused_keys_alert_once(ledger: sa.Engine, database_ur
     run_once(ledger, settings, vault, now=datetime.now() + timedelta(minutes=2))
     subjects = sorted(m["blocks"][0]["text"]["text"] for m in by_path(http, "/slack"))
     assert subjects == ["Provider key refused: openai (openai)", "Sync failed: openai (openai)"]
+
+
+def test_a_team_budget_counts_the_spend_allocated_to_the_team(ledger: sa.Engine, database_url: str, vault: Vault,
+                                                              http: HttpReceiver) -> None:
+    from tallybook.analytics.allocation import allocate, charges
+    from tests.finance.seed import seed
+
+    org = seed(ledger)  # three months of API costs and seats, an identity map with teams research and platform
+    october, late_october = (datetime(2026, 10, 1), datetime(2026, 11, 1)), datetime(2026, 10, 31, 23)
+    with ledger.connect() as conn:
+        research = next(s.amount for s in allocate(charges(conn, org, *october, "USD"), "team") if s.name == "research")
+    with ledger.begin() as conn:
+        alert_rules.add_channel(conn, vault, org, "ops", "slack", url=http.url + "/slack")
+        alert_rules.add_rule(conn, org, "research", "budget", channel_names=["ops"], scope="team:research",
+                             amount=str((research / Decimal("0.9")).quantize(Decimal("0.01"))), thresholds="80,100")
+    run_once(ledger, settings_for(database_url), vault, now=late_october)
+    [said] = by_path(http, "/slack")
+    assert said["blocks"][0]["text"]["text"] == "Budget 80 % reached: team:research (research)"
+    assert f"{research.quantize(Decimal('0.01')):,}" in said["text"]

@@ -6,6 +6,8 @@ says the same thing twice.
 Spend, as budgets see it:
 - `key:<id>` and `customer:<name>`: the gateway's metered list cost (usage_events), the figure its own
   budgets settle on; flushed about every second, so a crossing is seen at the next check.
+- `team:<name>` and `cost_centre:<name>`: the organisation's spend allocated through the identity map
+  (API usage, seats, coding tools: `tallybook report finance`'s allocation).
 - `org` and `provider:<name>`: vendor-reported cost where the provider reports cost for the period,
   plus metered gateway cost for providers that report none (never both for one provider).
 A level of 100 % means "spent": the gateway stops admitting once the next request's upper bound no
@@ -24,6 +26,7 @@ from sqlalchemy import Connection, func, select
 
 from tallybook.alerts.message import Message
 from tallybook.alerts.rules import Rule
+from tallybook.analytics.allocation import allocate, charges
 from tallybook.analytics.anomalies import find_anomalies
 from tallybook.analytics.forecast import forecast
 from tallybook.analytics.pricers import NegotiatedPricer
@@ -78,6 +81,11 @@ def spend(conn: Connection, rule: Rule, start: datetime, end: datetime) -> tuple
     """The scope's spend in [start, end) in the rule's currency, and its origin."""
     if rule.scope.startswith(("key:", "customer:")):
         return _metered(conn, rule, start, end), "metered"
+    if rule.scope.startswith(("team:", "cost_centre:")):
+        by, _, name = rule.scope.partition(":")
+        items = charges(conn, rule.org_id, start, end, rule.currency)
+        share = next((s for s in allocate(items, by) if s.name == name), None)
+        return (share.amount if share else Decimal(0)), "reported + estimated (allocated)"
     filters = {"provider": [rule.scope.split(":", 1)[1]]} if rule.scope.startswith("provider:") else {}
     rows = cost_report(conn, ReportQuery(rule.org_id, start, end, ("provider",), filters))
     reported = {r["provider"] for r in rows}

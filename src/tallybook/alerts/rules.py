@@ -24,7 +24,7 @@ from tallybook.security.vault import Vault
 
 CHANNEL_KINDS = ("slack", "webhook", "email")
 RULE_KINDS = ("budget", "forecast", "anomaly", "sync_failed", "sync_stale", "key_failing", "reconcile")
-SCOPE_PREFIXES = ("org", "key:", "customer:", "provider:")
+SCOPE_PREFIXES = ("org", "key:", "customer:", "provider:", "team:", "cost_centre:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +135,8 @@ def add_rule(conn: Connection, org_id: int, name: str, kind: str, *, channel_nam
     if period not in ("day", "month"):
         raise AlertError(f"--period is day or month, not {period!r}.")
     if scope != "org" and not scope.startswith(SCOPE_PREFIXES[1:]):
-        raise AlertError(f"--scope is org, key:<id>, customer:<name> or provider:<name>, not {scope!r}.")
+        raise AlertError(f"--scope is org, key:<id>, customer:<name>, provider:<name>, team:<name> or "
+                         f"cost_centre:<name>, not {scope!r}.")
     value: Decimal | None = None
     if amount is not None:
         try:
