@@ -33,7 +33,7 @@ def fakes():
 
 @pytest.fixture
 def ledger(engine, fakes):
-    anthropic, cursor, a_url, c_url = fakes
+    _, _, a_url, c_url = fakes
     with engine.begin() as conn:
         org = store.ensure_org(conn, "default")  # the CLI's organisation when --org is not given
     for i, connector in enumerate((ClaudeCodeConnector("sk-ant-admin01-demo-0000000000000000", base_url=a_url),
@@ -151,11 +151,11 @@ def test_claude_code_estimates_and_tokens_stay_out_of_default_totals(engine):
                         user="a@x", **common),
             UsageRecord("claude_code", "claude_code", provider="claude_code", unit="sessions", quantity=3,
                         user="a@x", **common)],
-            [CostRecord("claude_code", "claude_code", provider="claude_code", amount=Decimal("7"), currency="USD",
+            [CostRecord("claude_code", "claude_code", provider="claude_code", amount=Decimal(7), currency="USD",
                         origin="estimated", user="a@x", **common)])
         write(conn, org, "cursor", [
             UsageRecord("cursor", "cursor", provider="cursor", model="gpt-5", input_tokens=10, requests=1, **common)],
-            [CostRecord("cursor", "cursor", provider="cursor", amount=Decimal("2"), currency="USD", user="a@x",
+            [CostRecord("cursor", "cursor", provider="cursor", amount=Decimal(2), currency="USD", user="a@x",
                         **common)])
         rollup.refresh_daily(conn, org, day, day + timedelta(days=1))
     query = ReportQuery(org_id=org, start=day, end=day + timedelta(days=1), group_by=["provider"])

@@ -27,7 +27,14 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-from tallybook.analytics.rollups import CODING_SOURCES, PERIODS, ReportError, ReportQuery, _period, reading_table
+from tallybook.analytics.rollups import (
+    CODING_SOURCES,
+    PERIODS,
+    ReportError,
+    ReportQuery,
+    _period,
+    reading_table,
+)
 from tallybook.ledger import schema as t
 
 MTOK = Decimal(1_000_000)

@@ -13,11 +13,22 @@ import typer
 
 from tallybook.analytics.devtools import PERIODS, TOOLS, devtools
 from tallybook.analytics.rollups import ReportError
-from tallybook.cli.common import Context, Format, FormatOption, OrgOption, day_range, emit, handle_errors, utcnow
+from tallybook.cli.common import (
+    Context,
+    Format,
+    FormatOption,
+    OrgOption,
+    day_range,
+    emit,
+    handle_errors,
+    utcnow,
+)
 from tallybook.cli.report import report_app
 from tallybook.errors import ConfigError
 
 DEFAULT_DAYS = 30
+ToolOption = typer.Option(None, "--tool", "-t", help=f"Only this tool ({', '.join(TOOLS)}); repeatable.")
+BY_HELP = f"One row per {', '.join(PERIODS)} instead of the whole window."
 COLUMNS = ["tool", "period", "start", "end", "active_users", "dau", "wau", "mau", "active_api_keys", "sessions",
            "requests", "lines_added", "lines_removed", "lines_accepted", "acceptance_rate", "tool_accepted",
            "tool_rejected", "commits", "pull_requests", "tokens", "cost", "currency", "cost_origin",
@@ -30,8 +41,8 @@ def report_devtools(
     date_from: str = typer.Option(None, "--from", help=f"First UTC day, YYYY-MM-DD (default: {DEFAULT_DAYS} days "
                                   "before --to)."),
     date_to: str = typer.Option(None, "--to", help="Last UTC day, inclusive (default: yesterday)."),
-    tool: list[str] = typer.Option(None, "--tool", "-t", help=f"Only this tool ({', '.join(TOOLS)}); repeatable."),
-    by: str = typer.Option(None, "--by", help=f"One row per {', '.join(PERIODS)} instead of the whole window."),
+    tool: list[str] = ToolOption,
+    by: str = typer.Option(None, "--by", help=BY_HELP),
     fmt: Format = FormatOption, org: str = OrgOption,
 ) -> None:
     """Coding-tool KPIs per tool and overall: active users (DAU/WAU/MAU), sessions, requests, lines
