@@ -66,6 +66,9 @@ def test_focus_parquet_passes_the_validator_and_bills_the_vendor_total(
     assert all(json.loads(r["Tags"])["tallybook/organisation"] == "default" for r in rows)
     audit = ok("audit", "list", "--action", "export.focus", "--format", "json", env=synced).json()
     assert audit[0]["details"]["rows"] == table.num_rows
+    used = ok("audit", "list", "--action", "connection.used", "--format", "json", env=synced).json()
+    assert sorted(u["object_id"] for u in used) == ["anthropic", "openai"]  # each sync's use of a stored key
+    assert {u["actor"] for u in used} == {"system:sync"} and {u["details"]["status"] for u in used} == {"succeeded"}
 
 
 @pytest.mark.slow
