@@ -51,7 +51,14 @@ from tallybook.connectors.base import Chunk, KeyCheck, Task, ceil_to, floor_to, 
 from tallybook.connectors.http import ProviderClient, RetryPolicy
 from tallybook.connectors.pacing import PacedTransport, Pacer
 from tallybook.errors import ResponseError
-from tallybook.ledger.records import CostRecord, CycleSpend, ProviderObject, ToolDirectory, ToolMember, UsageRecord
+from tallybook.ledger.records import (
+    CostRecord,
+    CycleSpend,
+    ProviderObject,
+    ToolDirectory,
+    ToolMember,
+    UsageRecord,
+)
 
 MEMBERS, DAILY, SPEND, EVENTS = ("/teams/members", "/teams/daily-usage-data", "/teams/spend",
                                  "/teams/filtered-usage-events")

@@ -46,9 +46,9 @@ MODELS = ("claude-4-sonnet", "claude-4-opus", "gpt-5", "claude-4-sonnet-thinking
 CENTS_PER_KTOK = {
     "claude-4-sonnet": (Decimal("0.3"), Decimal("1.5"), Decimal("0.375"), Decimal("0.03")),
     "claude-4-opus": (Decimal("1.5"), Decimal("7.5"), Decimal("1.875"), Decimal("0.15")),
-    "gpt-5": (Decimal("0.125"), Decimal("1"), Decimal("0"), Decimal("0.0125")),
+    "gpt-5": (Decimal("0.125"), Decimal(1), Decimal(0), Decimal("0.0125")),
     "claude-4-sonnet-thinking": (Decimal("0.3"), Decimal("1.5"), Decimal("0.375"), Decimal("0.03")),
-    "cursor-small": (Decimal("0"), Decimal("0"), Decimal("0"), Decimal("0")),
+    "cursor-small": (Decimal(0), Decimal(0), Decimal(0), Decimal(0)),
 }
 FEE_SHARE = Decimal("0.05")  # Cursor's token fee on usage-based calls
 TEAM = (  # (id, name, email, role)
