@@ -105,15 +105,7 @@ def finance(
     with ctx.engine.connect() as conn:
         report = finance_report(conn, ctx.org_id, period, currency=currency, top=top)
     if fmt is FinanceFormat.pdf:
-        doc = PdfDocument(title(report, ctx.org_slug), subtitle=f"{period.start:%Y-%m-%d} to "
-                          f"{period.end:%Y-%m-%d} (exclusive), amounts in {report.currency}")
-        for heading, columns, rows in sections(report):
-            doc.heading(heading)
-            if rows:
-                doc.table(columns, rows)
-            else:
-                doc.paragraph("None.")
-        doc.save(output)
+        output.write_bytes(pdf_bytes(report, ctx.org_slug))
         err.print(f"Wrote {output}.")
         return
     text = render(report, fmt, ctx.org_slug)
@@ -124,6 +116,20 @@ def finance(
         out.print(text, highlight=False, markup=False)
     else:
         sys.stdout.write(text)
+
+
+def pdf_bytes(report: FinanceReport, org: str) -> bytes:
+    """The report as a PDF (also what the monthly report email attaches)."""
+    period = report.period
+    doc = PdfDocument(title(report, org), subtitle=f"{period.start:%Y-%m-%d} to "
+                      f"{period.end:%Y-%m-%d} (exclusive), amounts in {report.currency}")
+    for heading, columns, rows in sections(report):
+        doc.heading(heading)
+        if rows:
+            doc.table(columns, rows)
+        else:
+            doc.paragraph("None.")
+    return doc.output()
 
 
 def render(report: FinanceReport, fmt: FinanceFormat, org: str) -> str:
