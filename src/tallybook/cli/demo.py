@@ -87,6 +87,8 @@ def demo(
     out.print(f"\n[bold]tallybook demo[/]: {days} days synced in {elapsed:.1f} s into {safe_url(ctx.settings.database_url)}\n")
     for provider, row in sorted(usage.items()):
         cost = costs.get(provider)
+        if not cost and not row["total_tokens"]:  # Claude Code: activity only here, its line is below
+            continue
         money = f"{fmt_amount(cost['amount'], 2)} {cost['currency']}" if cost else "no costs"
         out.print(f"  {provider:<10} {money:>16} (vendor-reported)   input {row['input_tokens']:,}  "
                   f"cached {row['cache_read_tokens']:,}  output {row['output_tokens']:,} tokens")
