@@ -1,5 +1,5 @@
 """An organisation's ledger written through the one write door, for the API tests that need no fake provider:
-usage and costs on a few days, a connection, a sync run, a virtual key, a pricing rule and a member.
+usage and costs on a few days, a connection, a sync run and job, a virtual key, a pricing rule, a seat.
 
 Every name an organisation's data carries starts with its `marker`, so a test can show that one
 organisation's answers never contain a trace of another's.
@@ -14,7 +14,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from tallybook.gateway.keys import create_key
-from tallybook.ledger import rollup, store
+from tallybook.ledger import rollup, seats, store
 from tallybook.ledger.records import CostRecord, UsageRecord
 from tallybook.ledger.schema_access import sync_jobs
 from tallybook.pricing.rulefile import build_rule
@@ -81,6 +81,9 @@ def seed_org(engine: sa.Engine, org_id: int, marker: str, *, scale: int, vault: 
         save_rules(conn, org_id, [build_rule(rule_id, {"provider": "openai", "model": f"{marker}-*",
                                                        "discount": "0.10", "effective_from": "2026-01-01"})],
                    source="test")
+        seats.set_plan(conn, org_id, seats.SeatPlan("cursor", "business", Decimal(40), "USD", "month"))
+        seats.assign(conn, org_id, "cursor", "business", f"{marker}@seat.test", since=datetime(2026, 1, 1),
+                     origin="test")  # never active: an idle seat
         rollup.rebuild(conn, org_id)
     days = range(1, DAYS + 1)
     return Seeded(org_id, marker, connection_id, key.id, secret, rule_id, run_id, job_id, admin_key,

@@ -10,7 +10,11 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tallybook import audit
+from tallybook.config import Settings
 from tallybook.gateway.keys import KeyCache
+from tallybook.security.vault import Vault
+from tallybook.web.auth.users import org_id_for
+from tests.web.api_data import seed_org
 from tests.web.conftest import HASH_SHAPE
 
 Headers = dict[str, str]
@@ -156,3 +160,16 @@ def test_unknown_routes_and_objects_answer_in_the_error_shape(client: TestClient
     for path in ("/api/v1/connections/9223372036854775808", "/api/v1/members/2147483648", "/api/v1/sync/jobs/0"):
         answer = client.get(path, headers=admin)
         assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_request", path
+
+
+def test_idle_seats_and_their_saving(client: TestClient, admin: Headers, engine: sa.Engine,
+                                     web_settings: Settings) -> None:
+    with engine.connect() as conn:
+        org_id = org_id_for(conn, "acme")
+    seed_org(engine, org_id, "acme", scale=1, vault=Vault.from_settings(web_settings))
+    held = client.get("/api/v1/seats", headers=admin).json()["seats"]
+    assert [(s["email"], s["monthly_cost"], s["cost_origin"], s["last_active"]) for s in held] == [
+        ("acme@seat.test", "40.00", "estimated", None)]
+    idle = client.get("/api/v1/seats/idle", headers=admin, params={"days": 30}).json()
+    assert [(s["email"], s["monthly_saving"]) for s in idle["seats"]] == [("acme@seat.test", "40.00")]
+    assert idle["total_monthly_saving"] == {"USD": "40.00"}

@@ -16,6 +16,7 @@ from tallybook.web.api import (
     benchmark,
     connections,
     costs,
+    devtools,
     forecast,
     keys,
     members,
@@ -24,6 +25,7 @@ from tallybook.web.api import (
     rates,
     reconcile,
     savings,
+    seats,
     sync,
     trend,
     usage,
@@ -44,8 +46,8 @@ def role_needed(dependant: Dependant) -> str | None:
 
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
-for module in (orgs, members, connections, sync, usage, costs, rates, benchmark, savings, reconcile, anomalies,
-               forecast, trend, pricing, keys):
+for module in (orgs, members, connections, sync, usage, costs, rates, benchmark, savings, seats, reconcile,
+               anomalies, forecast, trend, devtools, pricing, keys):
     for route in module.router.routes:
         if isinstance(route, APIRoute):
             route.openapi_extra = {**(route.openapi_extra or {}), "x-tallybook-role": role_needed(route.dependant)}
