@@ -169,3 +169,24 @@ def test_complete_lines_leave_a_torn_tail_out() -> None:
     assert spooling.complete_lines(b'{"a":1}\n{"b":2}\n{"c"') == ([b'{"a":1}', b'{"b":2}'], 16)
     assert spooling.complete_lines(b'{"c"') == ([], 0)
     assert spooling.complete_lines(b"") == ([], 0)
+
+
+def test_rotate_seconds_releases_the_open_segment_for_another_process_flusher(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, rotate_seconds=0.1)
+    spool.append_sync(event(1))
+    first = spool.segment
+    assert first is not None
+    deadline = time.monotonic() + 5
+    while spool.segment is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fd = os.open(first, os.O_RDONLY)
+    try:
+        while not spooling.try_lock(fd) and time.monotonic() < deadline:  # fdatasynced, then closed
+            time.sleep(0.01)
+        assert spooling.try_lock(fd)  # unlocked: complete, a flusher in another process may take it
+    finally:
+        os.close(fd)
+    spool.append_sync(event(2))
+    assert spool.segment is not None and spool.segment != first
+    spool.close_sync()
+    assert [e.usage.input_tokens for e in lines(tmp_path)] == [101, 102]

@@ -1,14 +1,19 @@
-"""`tallybook gateway`: run the metering gateway under uvicorn.
+"""`tallybook gateway`: run the metering gateway under uvicorn (uvloop + httptools).
 
 Each worker process builds its own app (`build_app`, a uvicorn factory): the ledger engine, the
-virtual key cache, rate limits and budgets, its spool and flusher, and one Upstream per stored
-provider credential, opened with the vault.
+virtual key cache, rate limits and budgets, its spool, and one Upstream per stored provider
+credential, opened with the vault. The workers only serve: ledger writes and alert checks run in one
+background process (`background`), so their database work never holds a worker's GIL (a flush
+thread inside a worker cost ~28 % of it at full load and stalled the event loop for milliseconds).
+
+    tallybook gateway (supervisor; after a graceful stop it flushes what the workers left)
+      +- background process: replays what the spool holds, then flushes it every second; alerts
+      +- worker 1..N: uvicorn + the Gateway app; spools rotate every second so the flusher may take them
 """
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 
 import typer
 import uvicorn
@@ -18,14 +23,17 @@ from tallybook.cli.common import err, handle_errors, safe_url
 from tallybook.config import Settings, get_settings
 from tallybook.errors import ConfigError
 from tallybook.gateway.app import Gateway, create_app
+from tallybook.gateway.background import spool_directory, start_background, stop_background
 from tallybook.gateway.credentials import open_credentials
-from tallybook.gateway.flusher import Flusher
 from tallybook.gateway.keys import KeyCache
 from tallybook.gateway.limits import Limits
+from tallybook.gateway.metering import load_tokenizer
 from tallybook.gateway.providers import UPSTREAMS, Upstream
 from tallybook.gateway.spool import Spool
 from tallybook.ledger.db import connect, open_ledger
 from tallybook.security.vault import Vault
+
+ROTATE_SECONDS = 1.0  # a worker's spool segment is closed (and may be flushed) at most this long after opening
 
 
 def load_upstreams(settings: Settings, engine: Engine) -> list[Upstream]:
@@ -43,25 +51,18 @@ def load_upstreams(settings: Settings, engine: Engine) -> list[Upstream]:
     return upstreams
 
 
-def spool_directory(settings: Settings) -> Path:
-    return Path(settings.gateway_spool_dir).expanduser()
-
-
 def build_app() -> Gateway:
     """The gateway app of one worker process, from the settings (a uvicorn factory)."""
     settings = get_settings()
     engine = connect(settings.database_url)
-    directory = spool_directory(settings)
-    spool = Spool(directory)
-    flusher = Flusher(engine, directory)
+    spool = Spool(spool_directory(settings), rotate_seconds=ROTATE_SECONDS)
     limits = Limits.from_settings(engine, settings)
 
     async def start() -> None:
-        flusher.start()
+        load_tokenizer()  # before the worker serves (readyz waits for it): never on a request's path
 
     async def stop() -> None:
         await spool.close()
-        await flusher.stop()
         await limits.close()
         engine.dispose()
 
@@ -99,5 +100,9 @@ def gateway(
     names = ", ".join(sorted({u.name for u in upstreams}))
     err.print(f"Gateway on http://{host}:{port} ({workers} worker{'s' * (workers > 1)}) for {names}; "
               f"ledger {safe_url(settings.database_url)}; spool {spool_directory(settings)}")
-    uvicorn.run("tallybook.cli.gateway:build_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, lifespan="on")
+    flusher = start_background()
+    try:
+        uvicorn.run("tallybook.cli.gateway:build_app", factory=True, host=host, port=port, workers=workers,
+                    loop="uvloop", http="httptools", log_level="warning", access_log=False, lifespan="on")
+    finally:
+        stop_background(flusher, settings)

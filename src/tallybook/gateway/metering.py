@@ -33,6 +33,12 @@ _encoding: Any = None
 _encoding_tried = False
 
 
+def load_tokenizer() -> None:
+    """Load tiktoken's ranks now (~1.3 s): a gateway worker does it before it serves, so its first
+    estimate does not stall the event loop (and every stream on it) while they load."""
+    count_tokens("warm up")
+
+
 def count_tokens(text: str) -> int:
     """Tokens in `text` by tiktoken (bundled cl100k_base ranks), else ~4 characters a token."""
     global _encoding, _encoding_tried

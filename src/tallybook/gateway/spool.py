@@ -57,7 +57,8 @@ class Spool:
     """An append-only event log in `directory`: writes on the caller's thread, fdatasyncs in a thread."""
 
     def __init__(self, directory: Path, *, fsync_interval: float = 0.02, max_batch: int = 512,
-                 segment_bytes: int = SEGMENT_BYTES, sync: str = "background") -> None:
+                 segment_bytes: int = SEGMENT_BYTES, sync: str = "background",
+                 rotate_seconds: float | None = None) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"sync is one of {', '.join(SYNC_MODES)}, not {sync!r}.")
         self.directory = Path(directory)
@@ -65,6 +66,8 @@ class Spool:
         self.fsync_interval = fsync_interval
         self.max_batch = max_batch  # `sync="answer"`: this many waiting appends start a group at once
         self.segment_bytes = segment_bytes
+        # Close the open segment once it is this old, so a flusher in another process may take it.
+        self.rotate_seconds = rotate_seconds
         self.wait_for_sync = sync == "answer"
         self._lock = threading.Lock()  # the open segment, its size, the counters
         self._wake = threading.Condition(self._lock)
@@ -72,6 +75,7 @@ class Spool:
         self._fd: int | None = None
         self._path: Path | None = None
         self._size = 0
+        self._opened_at = 0.0
         self._next = 0
         self._written = 0  # lines written so far
         self._synced = 0  # lines known fdatasynced
@@ -177,6 +181,7 @@ class Spool:
                 os.close(fd)
                 continue
             self._fd, self._path, self._size = fd, path, 0
+            self._opened_at = time.monotonic()
             self._new_names = True
             return fd
 
@@ -195,7 +200,9 @@ class Spool:
         while True:
             with self._wake:
                 while self._dirty_since is None and not self._closing:
-                    self._wake.wait()
+                    self._wake.wait(self._rotate_due())
+                    if self._rotate_due() == 0:
+                        self._retire()
                 if not self._closing:  # linger for company, but never past fsync_interval
                     deadline = (self._dirty_since or 0) + self.fsync_interval
                     while not self._closing and len(self._waiters) < self.max_batch:
@@ -204,7 +211,7 @@ class Spool:
                             break
                         self._wake.wait(left)
                 closing = self._closing
-                if closing:
+                if closing or self._rotate_due() == 0:
                     self._retire()
                 fds = [*self._retired, *([self._fd] if self._fd is not None else [])]
                 retired, self._retired = self._retired, []
@@ -231,6 +238,13 @@ class Spool:
             _resolve_all(done, error)
             if closing:
                 return
+
+
+    def _rotate_due(self) -> float | None:
+        """Seconds until the open segment is due to be closed (0: now); None: never (under the lock)."""
+        if self.rotate_seconds is None or self._fd is None:
+            return None
+        return max(self._opened_at + self.rotate_seconds - time.monotonic(), 0.0)
 
 
 def _resolve_all(done: list[Waiter], error: Exception | None) -> None:
