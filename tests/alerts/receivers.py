@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 from dataclasses import dataclass, field
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from email.message import Message as Mail
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -72,7 +72,7 @@ class _MailHandler:
         self.mails: list[Mail] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.mails.append(message_from_bytes(envelope.content))
+        self.mails.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 Message accepted for delivery"
 
 

@@ -243,4 +243,32 @@ def test_a_team_budget_counts_the_spend_allocated_to_the_team(ledger: sa.Engine,
     run_once(ledger, settings_for(database_url), vault, now=late_october)
     [said] = by_path(http, "/slack")
     assert said["blocks"][0]["text"]["text"] == "Budget 80 % reached: team:research (research)"
-    assert f"{research.quantize(Decimal('0.01')):,}" in said["text"]
+    assert f"{research.quantize(Decimal('0.01'))} USD" in said["text"]
+
+
+def test_the_monthly_finance_report_is_emailed_once_with_its_pdf(
+        ledger: sa.Engine, database_url: str, vault: Vault, http: HttpReceiver, smtp: SmtpReceiver) -> None:
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    from tallybook.analytics.finance import finance_report, parse_period
+    from tests.finance.seed import seed
+
+    org = seed(ledger)
+    with ledger.begin() as conn:
+        alert_rules.add_channel(conn, vault, org, "finance", "email", to=["cfo@example.com"])
+        alert_rules.add_channel(conn, vault, org, "ops", "slack", url=http.url + "/slack")
+        alert_rules.add_rule(conn, org, "monthly", "monthly_report", channel_names=["finance", "ops"])
+        total = finance_report(conn, org, parse_period("2026-10")).total
+    settings = settings_for(database_url, smtp)
+    for minutes in (0, 1, 60):  # the first check of November sends October's report; later ones nothing
+        run_once(ledger, settings, vault, now=datetime(2026, 11, 1, 0, 5) + timedelta(minutes=minutes))
+    [mail] = smtp.mails
+    assert mail["Subject"] == "Finance report 2026-10"
+    [pdf] = [part for part in mail.iter_attachments()]
+    assert pdf.get_filename() == "tallybook-finance-default-2026-10.pdf"
+    text = "".join(page.extract_text() for page in PdfReader(BytesIO(pdf.get_payload(decode=True))).pages)
+    assert f"total {total.quantize(Decimal('0.01'))} USD" in text
+    [said] = by_path(http, "/slack")
+    assert f"{total.quantize(Decimal('0.01'))} USD" in said["text"]

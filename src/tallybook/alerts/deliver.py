@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from tallybook.alerts import channels as channel_kinds
 from tallybook.alerts.evaluate import Firing
 from tallybook.alerts.message import DeliveryFailed, Message
+from tallybook.alerts.reports import render_attachment
 from tallybook.alerts.rules import channels
 from tallybook.config import Settings
 from tallybook.ledger import schema_alerts as ta
@@ -64,6 +65,14 @@ def _claim(engine: Engine, row_id: int, now: datetime) -> bool:
         return claimed.rowcount == 1
 
 
+def _render(engine: Engine, reference: str) -> tuple[str, bytes, str]:
+    try:
+        with engine.connect() as conn:
+            return render_attachment(conn, reference)
+    except Exception as e:  # noqa: BLE001 - a report that cannot be rendered is a failed delivery, retried
+        raise DeliveryFailed(f"could not render {reference}: {type(e).__name__}: {e}") from None
+
+
 def deliver_due(engine: Engine, settings: Settings, vault: Vault, now: datetime,
                 client: httpx.Client | None = None, *, org_id: int | None = None) -> list[Outcome]:
     """Send every delivery that is due now; returns what happened to each."""
@@ -88,8 +97,11 @@ def deliver_due(engine: Engine, settings: Settings, vault: Vault, now: datetime,
             try:
                 if channel is None:
                     raise DeliveryFailed(f"channel {row.channel!r} no longer exists")
-                channel_kinds.send(channel, Message.from_json(row.payload, delivery_id=f"tbd_{row.id}"),
-                                   settings, client)
+                message = Message.from_json(row.payload, delivery_id=f"tbd_{row.id}")
+                files = ()
+                if message.attachment and channel.kind == "email":
+                    files = (_render(engine, message.attachment),)
+                channel_kinds.send(channel, message, settings, client, files)
             except DeliveryFailed as e:
                 error = str(e)[:500]
             attempts = row.attempts + 1

@@ -25,6 +25,7 @@ from decimal import Decimal
 from sqlalchemy import Connection, func, select
 
 from tallybook.alerts.message import Message
+from tallybook.alerts.reports import last_month, report_message
 from tallybook.alerts.rules import Rule
 from tallybook.analytics.allocation import allocate, charges
 from tallybook.analytics.anomalies import find_anomalies
@@ -211,10 +212,17 @@ def check_reconcile(conn: Connection, rule: Rule, now: datetime, link: str | Non
     return firings
 
 
+def check_monthly_report(conn: Connection, rule: Rule, now: datetime, link: str | None) -> list[Firing]:
+    """The last complete month's finance report, once per month (the first check of a new month)."""
+    month = last_month(now)
+    return [Firing(rule, f"monthly_report:{month}", report_message(conn, rule.org_id, rule.name, month, link))]
+
+
 CHECKS: dict[str, Callable[[Connection, Rule, datetime, str | None], list[Firing]]] = {
     "budget": check_budget, "forecast": check_forecast, "anomaly": check_anomaly,
     "sync_failed": check_syncs, "key_failing": check_syncs, "sync_stale": check_syncs,
     "reconcile": check_reconcile,
+    "monthly_report": check_monthly_report,
 }
 
 

@@ -19,16 +19,21 @@ class Message:
     figures: dict[str, str] = field(default_factory=dict)
     link: str | None = None
     delivery_id: str = ""
+    # Rendered when sent, for channels that carry files (email): "finance_report:<org_id>:YYYY-MM".
+    attachment: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"rule": self.rule, "kind": self.kind, "subject": self.subject, "lines": list(self.lines),
-                           "figures": self.figures, "link": self.link}, sort_keys=True)
+        data = {"rule": self.rule, "kind": self.kind, "subject": self.subject, "lines": list(self.lines),
+                "figures": self.figures, "link": self.link}
+        if self.attachment:
+            data["attachment"] = self.attachment
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, delivery_id: str = "") -> Message:
         data: dict[str, Any] = json.loads(text)
         return cls(data["rule"], data["kind"], data["subject"], tuple(data["lines"]), data["figures"],
-                   data.get("link"), delivery_id)
+                   data.get("link"), delivery_id, data.get("attachment"))
 
     def plain_text(self) -> str:
         body = [self.subject, "", *self.lines]

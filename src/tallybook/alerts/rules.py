@@ -23,7 +23,8 @@ from tallybook.ledger import schema_alerts as ta
 from tallybook.security.vault import Vault
 
 CHANNEL_KINDS = ("slack", "webhook", "email")
-RULE_KINDS = ("budget", "forecast", "anomaly", "sync_failed", "sync_stale", "key_failing", "reconcile")
+RULE_KINDS = ("budget", "forecast", "anomaly", "sync_failed", "sync_stale", "key_failing", "reconcile",
+              "monthly_report")
 SCOPE_PREFIXES = ("org", "key:", "customer:", "provider:", "team:", "cost_centre:")
 
 

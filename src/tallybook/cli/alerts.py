@@ -35,6 +35,7 @@ class Kind(str, Enum):
     sync_stale = "sync_stale"
     key_failing = "key_failing"
     reconcile = "reconcile"
+    monthly_report = "monthly_report"
 
 
 class ChannelKind(str, Enum):
@@ -106,7 +107,8 @@ def channel_remove(name: str = typer.Argument(...), org: str = OrgOption) -> Non
 @handle_errors
 def add(
     name: str = typer.Argument(..., help="The rule's name, e.g. support-bot-budget."),
-    kind: Kind = typer.Option(..., "--kind", help="budget, forecast, anomaly, sync_failed, sync_stale, key_failing, reconcile."),
+    kind: Kind = typer.Option(..., "--kind", help="budget, forecast, anomaly, sync_failed, sync_stale, key_failing, "
+                              "reconcile, monthly_report."),
     channel: list[str] = typer.Option(..., "--channel", help="Channel name (repeat for several)."),
     scope: str = typer.Option("org", "--scope", help="org, key:<virtual key id>, customer:<name> or provider:<name>."),
     amount: str = typer.Option(None, "--amount", help="Budget (budget, forecast), delta percent (reconcile), hours (sync_stale)."),

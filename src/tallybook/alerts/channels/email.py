@@ -48,5 +48,6 @@ def deliver(mail: EmailMessage, settings: Settings) -> None:
                              f"{str(e)[:120]}") from None
 
 
-def send(config: dict[str, Any], message: Message, settings: Settings) -> None:
-    deliver(compose(config["to"], message, settings), settings)
+def send(config: dict[str, Any], message: Message, settings: Settings,
+         attachments: tuple[tuple[str, bytes, str], ...] = ()) -> None:
+    deliver(compose(config["to"], message, settings, attachments), settings)
