@@ -65,7 +65,7 @@ def test_demo_serves_the_dashboard_until_interrupted(cli_env: dict[str, str]) ->
         assert page.status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
+        _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     found = LOGIN.search(stderr)
     assert found and found.group(1) == f"http://127.0.0.1:{port}/", stderr

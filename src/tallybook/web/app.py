@@ -42,11 +42,14 @@ def create_app(settings: Settings | None = None, *, engine: sa.Engine | None = N
 
     from tallybook.billing import routes as billing_routes
     from tallybook.web import api, pages
+    from tallybook.web.auth import oidc
     from tallybook.web.auth import routes as auth_routes
 
     app.include_router(api.router)
     app.include_router(billing_routes.router)  # POST /webhooks/stripe: the signature is its auth
     app.include_router(auth_routes.router)
+    app.include_router(oidc.router)
+    oidc.install(app, settings)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Only the SSO round trip keeps state in this signed cookie (state, nonce); sessions live in the ledger.
