@@ -18,7 +18,6 @@ from tallybook.ledger import store
 from tallybook.ledger.records import CostRecord, UsageRecord
 from tallybook.web.auth.users import org_id_for
 from tallybook.web.pages.base import this_month, today
-
 from tests.web.conftest import signed_in
 
 PAGES = {"/": "Overview", "/spend": "Spend explorer", "/optimise": "Optimisation", "/benchmark": "Benchmark",

@@ -28,7 +28,6 @@ from tallybook.web.app import create_app
 from tallybook.web.auth import add_member, create_first_admin, create_user
 from tallybook.web.auth.users import org_id_for
 from tallybook.web.pages.base import today
-
 from tests.cli.helpers import ok
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from tallybook.fakes.launcher import DEMO_KEYS
 from tallybook.ledger import schema as t
 from tallybook.web.pages.base import this_month, today
-
 from tests.cli.helpers import ok
 from tests.web.browser.conftest import ADMIN, ANALYST, DESKTOP, PHONE, SHOTS, VIEWER, Site, axe_violations
 

@@ -75,7 +75,7 @@ def choose(cookie: str | None, accept_language: str | None) -> str:
     return best
 
 
-def number(value: Decimal | int | float | None, lang: str, places: int | None = None) -> str:
+def number(value: Decimal | float | None, lang: str, places: int | None = None) -> str:
     """A number as people of `lang` write it: 1,234.50 in English, 1 234,50 in French."""
     if value is None:
         return "–"

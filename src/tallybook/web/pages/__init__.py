@@ -12,7 +12,15 @@ from fastapi.responses import HTMLResponse
 from tallybook.web import i18n
 from tallybook.web.auth.deps import current_session
 from tallybook.web.pages import (
-    benchmark, connect, login, optimise, overview, reconcile, report, settings, spend,
+    benchmark,
+    connect,
+    login,
+    optimise,
+    overview,
+    reconcile,
+    report,
+    settings,
+    spend,
 )
 from tallybook.web.pages.base import lang_of, render
 

@@ -14,7 +14,8 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +26,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
+from sqlalchemy import Connection, Engine
 
 from tallybook.ledger.store import utcnow
 from tallybook.web import i18n
@@ -148,6 +150,20 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     return value
+
+
+def answers(engine: Engine, asks: dict[str, Callable[[Connection], Any]]) -> dict[str, Any]:
+    """Run independent reads side by side, each on its own connection, and return their answers by name.
+
+    SQLite and PostgreSQL both serve concurrent readers, and the drivers release the GIL while a query
+    runs, so a page costs about its slowest answer rather than their sum."""
+    def answer(ask: Callable[[Connection], Any]) -> Any:
+        with engine.connect() as conn:
+            return ask(conn)
+
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="tallybook-page") as pool:
+        futures = {name: pool.submit(answer, ask) for name, ask in asks.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 # --- windows ------------------------------------------------------------------------------------

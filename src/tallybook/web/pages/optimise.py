@@ -16,7 +16,14 @@ from tallybook.analytics.rollups import ReportQuery
 from tallybook.analytics.trends import trend
 from tallybook.web.auth import Principal, page_principal
 from tallybook.web.pages.base import (
-    Column, PageError, Table, decimal_param, month_window, respond, today, translator,
+    Column,
+    PageError,
+    Table,
+    decimal_param,
+    month_window,
+    respond,
+    today,
+    translator,
     window_from,
 )
 

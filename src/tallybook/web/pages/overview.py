@@ -4,7 +4,6 @@ trend, the month-end forecast, and the connected providers with their last sync.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -22,7 +21,17 @@ from tallybook.analytics.trends import trend
 from tallybook.ledger import store
 from tallybook.security.redaction import redact
 from tallybook.web.auth import Principal, page_principal
-from tallybook.web.pages.base import Column, Table, Window, chart_series, month_window, respond, this_month, today
+from tallybook.web.pages.base import (
+    Column,
+    Table,
+    Window,
+    answers,
+    chart_series,
+    month_window,
+    respond,
+    this_month,
+    today,
+)
 
 router = APIRouter()
 
@@ -58,8 +67,7 @@ def _rate_row(row: Any) -> dict[str, Any]:
 
 
 def overview_data(engine: Engine, org_id: int, month: Window) -> tuple[list[Table], dict[str, Any]]:
-    """The overview's figures. The six answers are independent reads, so they run side by side, each on
-    its own connection: the page costs about its slowest answer rather than their sum."""
+    """The overview's figures: independent reads, answered side by side (`answers`)."""
     def query(group_by: list[str], start: Any = month.start, end: Any = month.end) -> ReportQuery:
         return ReportQuery(org_id=org_id, start=start, end=end, group_by=group_by)
 
@@ -84,13 +92,7 @@ def overview_data(engine: Engine, org_id: int, month: Window) -> tuple[list[Tabl
             for x in store.list_connections(c, org_id)],
     }
 
-    def answer(ask: Callable[[Connection], Any]) -> Any:
-        with engine.connect() as conn:
-            return ask(conn)
-
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="tallybook-overview") as pool:
-        futures = {name: pool.submit(answer, ask) for name, ask in asks.items()}
-        got = {name: future.result() for name, future in futures.items()}
+    got = answers(engine, asks)
     spend_total, spend = got["spend"]
     monthly = got["monthly"]
     previous = [r for r in monthly if r["complete"]][-1:]  # the last complete month, with its change

@@ -8,7 +8,15 @@ from fastapi.responses import Response
 
 from tallybook.exports.pdf import PdfDocument
 from tallybook.web.auth import Principal, page_principal
-from tallybook.web.pages.base import PageError, cell, lang_of, month_window, require_role, this_month, translator
+from tallybook.web.pages.base import (
+    PageError,
+    cell,
+    lang_of,
+    month_window,
+    require_role,
+    this_month,
+    translator,
+)
 from tallybook.web.pages.overview import overview_data
 
 router = APIRouter(include_in_schema=False)

@@ -7,16 +7,27 @@ their tokens instead: the ledger holds no reported cost for them, and the page d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from sqlalchemy import Connection, Engine
 
 from tallybook.analytics.rollups import ReportQuery, cost_report, usage_report
 from tallybook.analytics.trends import trend
 from tallybook.web.auth import Principal, page_principal
-from tallybook.web.pages.base import Column, PageError, Table, chart_series, respond, url, window_from
+from tallybook.web.pages.base import (
+    Column,
+    PageError,
+    Table,
+    answers,
+    chart_series,
+    respond,
+    url,
+    window_from,
+)
 
 router = APIRouter()
 
@@ -37,7 +48,7 @@ def _label(row: dict[str, Any], group: str) -> str:
     return f"{name} ({shown})" if name and name != value else shown
 
 
-def explorer_tables(conn: Any, request: Request, principal: Principal) -> tuple[list[Table], dict[str, Any]]:
+def explorer_tables(engine: Engine, request: Request, principal: Principal) -> tuple[list[Table], dict[str, Any]]:
     q = request.query_params
     period = q.get("period") or "day"
     group = q.get("group") or "provider"
@@ -48,12 +59,21 @@ def explorer_tables(conn: Any, request: Request, principal: Principal) -> tuple[
     window = window_from(request, default_days=30)
     filters = {name: values for name in FILTERS if (values := [v for v in q.getlist(name) if v])}
     base = ReportQuery(org_id=principal.org_id, start=window.start, end=window.end, filters=filters)
+    unfiltered = ReportQuery(org_id=principal.org_id, start=window.start, end=window.end,
+                             group_by=["provider", "model"])
     priced = group in COST_DIMENSIONS
-    per_period = [r.as_dict() for r in trend(conn, replace(base, group_by=[group] if priced else []),
-                                              period)]
+    asks: dict[str, Callable[[Connection], Any]] = {
+        "per_period": lambda c: [r.as_dict() for r in trend(c, replace(base, group_by=[group] if priced else []),
+                                                              period)],
+        "tokens": lambda c: usage_report(c, replace(base, group_by=[group])),
+        "choices": lambda c: cost_report(c, unfiltered),  # what the filters offer: the window's providers, models
+    }
+    if priced:
+        asks["breakdown"] = lambda c: cost_report(c, replace(base, group_by=[group]))
+    got = answers(engine, asks)
+    per_period, tokens = got["per_period"], got["tokens"]
     for row in per_period:
         row["series"] = _label(row, group) if priced else row["currency"]
-    tokens = usage_report(conn, replace(base, group_by=[group]))
     for row in tokens:
         row["label"] = _label(row, group)
     state = {"period": period, "group": group, **window.params(), **filters}
@@ -73,7 +93,7 @@ def explorer_tables(conn: Any, request: Request, principal: Principal) -> tuple[
                     chart=chart_series(per_period, x="period", y="amount", series=lambda r: r["series"],
                                        kind="bar" if period == "month" else "line"))]
     if priced:
-        breakdown = cost_report(conn, replace(base, group_by=[group]))
+        breakdown = got["breakdown"]
         for row in breakdown:
             row["label"] = _label(row, group)
         breakdown.sort(key=lambda r: -r["amount"])
@@ -85,12 +105,7 @@ def explorer_tables(conn: Any, request: Request, principal: Principal) -> tuple[
                                                kind="bar")))
     tables.append(Table("tokens", "spend.tokens", [group_col, Column(group, label="col.id"), *TOKEN_COLUMNS],
                         tokens, note="spend.tokens_note" if priced else "spend.tokens_only_note", link=drill))
-    options = {
-        "provider": sorted({r["provider"] for r in cost_report(conn, ReportQuery(
-            org_id=principal.org_id, start=window.start, end=window.end, group_by=["provider"])) if r["provider"]}),
-        "model": sorted({r["model"] for r in cost_report(conn, ReportQuery(
-            org_id=principal.org_id, start=window.start, end=window.end, group_by=["model"])) if r["model"]}),
-    }
+    options = {name: sorted({r[name] for r in got["choices"] if r[name]}) for name in ("provider", "model")}
     removable = [{"name": name, "value": value,
                   "href": url("/spend", {**state, name: [v for v in values if v != value]})}
                  for name, values in filters.items() for value in values]
@@ -100,6 +115,5 @@ def explorer_tables(conn: Any, request: Request, principal: Principal) -> tuple[
 
 @router.get("/spend")
 def spend(request: Request, principal: Principal = Depends(page_principal)) -> Response:
-    with request.app.state.engine.connect() as conn:
-        tables, extra = explorer_tables(conn, request, principal)
+    tables, extra = explorer_tables(request.app.state.engine, request, principal)
     return respond(request, principal, "spend.html", tables, title="spend.title", **extra)
