@@ -136,3 +136,31 @@ def test_audit_list_filters_and_shows_who(cli_env: dict[str, str], engine: sa.En
     again = ok("audit", "list", "--org", "acme", "--action", "audit.read", "--format", "json", env=cli_env).json()
     assert len(again) == 2
     assert ok("audit", "verify", "--format", "json", env=cli_env).json()["ok"] is True
+
+
+def test_concurrent_writers_keep_one_gap_free_chain(engine: sa.Engine) -> None:
+    import threading
+
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(15):
+                with engine.begin() as conn:
+                    record(conn, org, "system:test", "thing.changed", "thing", f"{n}-{i}")
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with engine.connect() as conn:
+        verdict = verify(conn)
+        ids = conn.execute(sa.select(ops.audit_log.c.object_id)).scalars().all()
+    assert verdict.ok and verdict.entries == 60
+    assert sorted(ids) == sorted(f"{n}-{i}" for n in range(4) for i in range(15))

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tallybook.ledger import schema_ops as ops
 from tallybook.ledger.store import utcnow
@@ -153,13 +154,13 @@ def record(conn: Connection, org_id: int | None, actor: str, action: str, object
                       ensure_ascii=False)
     h = ops.audit_head.c
     # Take the head first: the row lock (PostgreSQL) or write lock (SQLite) orders concurrent writers.
-    moved = conn.execute(update(ops.audit_head).where(h.id == HEAD_ID).values(seq=h.seq + 1)).rowcount
-    if moved:
-        head = conn.execute(select(h.seq, h.hash).where(h.id == HEAD_ID)).one()
-        seq, prev = int(head.seq), head.hash
-    else:
-        seq, prev = 1, GENESIS
-        conn.execute(insert(ops.audit_head).values(id=HEAD_ID, seq=seq, hash=GENESIS))
+    advance = update(ops.audit_head).where(h.id == HEAD_ID).values(seq=h.seq + 1)
+    if not conn.execute(advance).rowcount:  # no head yet (the migration makes one; a truncation removes it)
+        upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(upsert(ops.audit_head).values(id=HEAD_ID, seq=0, hash=GENESIS).on_conflict_do_nothing())
+        conn.execute(advance)
+    head = conn.execute(select(h.seq, h.hash).where(h.id == HEAD_ID)).one()
+    seq, prev = int(head.seq), head.hash
     ts = (now or utcnow()).replace(tzinfo=None)
     digest = entry_hash(seq, ts, org_id, stored_actor, action, object_type, stored_object, text, prev)
     conn.execute(insert(ops.audit_log).values(

@@ -35,6 +35,8 @@ def upgrade() -> None:
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_head'))
     )
+    # the chain's head exists from the start, so the first two writers queue on its row lock
+    op.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '" + "0" * 64 + "')")
     op.create_table('audit_subjects',
     sa.Column('token', sa.String(length=40), nullable=False),
     sa.Column('org_id', sa.Integer(), nullable=False),
