@@ -176,3 +176,22 @@ def test_scheduler_runs_each_organisation_once_a_day_at_its_time(engine: sa.Engi
         jobs[job_id] = wait(engine, org_id, job_id)
     assert {(j.org_id, j.trigger) for j in jobs.values()} == {(acme, "schedule"), (globex, "schedule")}
     assert all(j.status in ("succeeded", "failed") for j in jobs.values())  # two at once may meet a lock
+
+
+def test_scheduler_tick_drops_expired_sessions_and_old_sign_in_attempts(engine: sa.Engine,
+                                                                         web_settings: Settings) -> None:
+    from tallybook.ledger.schema_access import login_attempts, web_sessions
+    from tallybook.web.auth import create_user, start_session
+    from tallybook.web.auth.users import add_member
+
+    with engine.begin() as conn:
+        user_id = create_user(conn, "ada@example.com", "correct horse battery staple")
+        add_member(conn, store.ensure_org(conn, "acme"), user_id, "admin")
+        start_session(conn, user_id, days=1)
+        start_session(conn, user_id, days=30)
+        conn.execute(sa.insert(login_attempts).values(email="ada@example.com", client_ip="10.0.0.1",
+                                                      at=store.utcnow() - timedelta(days=3), succeeded=0))
+    assert Scheduler(engine, web_settings).tick(store.utcnow() + timedelta(days=2)) == []
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(web_sessions)).scalar_one() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(login_attempts)).scalar_one() == 0

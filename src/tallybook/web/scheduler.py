@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tallybook.config import Settings
 from tallybook.ledger import schema as t
+from tallybook.ledger.schema_access import login_attempts, web_sessions
 from tallybook.ledger.store import utcnow
 from tallybook.web.jobs import start_sync
 
@@ -77,8 +78,12 @@ class Scheduler:
         self._thread: threading.Thread | None = None
 
     def tick(self, now: datetime | None = None) -> list[int]:
-        """Start every sync that is due at `now`; returns the job ids started."""
+        """Start every sync that is due at `now`; returns the job ids started. Also drops expired sessions
+        and sign-in attempts older than a day."""
         now = now or utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(delete(web_sessions).where(web_sessions.c.expires_at <= now))
+            conn.execute(delete(login_attempts).where(login_attempts.c.at < now - timedelta(days=1)))
         with self.engine.connect() as conn:
             org_ids = sorted({r[0] for r in conn.execute(select(t.connections.c.org_id).distinct())})
             due = [(org_id, at) for org_id in org_ids if (at := schedule_for(conn, org_id, self.settings))]

@@ -38,6 +38,11 @@ class Principal:
     via: Literal["session", "token"]
     scopes: frozenset[str] = field(default=frozenset({"read", "write"}))  # a token's; sessions have both
 
+    @property
+    def actor(self) -> str:
+        """Who to name in the audit log for a change this principal makes (pass as `actor=`)."""
+        return f"web:{self.email}"
+
     def can(self, role: Role) -> bool:
         """True when this principal's role is `role` or above (admin > analyst > viewer)."""
         return at_least(self.role, role)
