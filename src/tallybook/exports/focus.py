@@ -142,7 +142,8 @@ def focus_rows(conn: Connection, org_id: int, start: datetime, end: datetime) ->
         billed = from_nanos(cost.amount_nanos)
         day = cost.bucket_start
         measure = MEASURE_OF.get(cost.token_type or "")
-        priced = _price_line(cost, measure, usage, pricer) if measure and cost.model else None
+        # a credit (negative amount) is not usage: its list and contracted cost are the credit itself
+        priced = _price_line(cost, measure, usage, pricer) if measure and cost.model and billed >= 0 else None
         label = LABELS.get(cost.provider, cost.provider.title())
         list_cost = contracted = billed
         source, version = "billed", None
