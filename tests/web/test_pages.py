@@ -211,3 +211,20 @@ def test_the_monthly_report_downloads_as_a_pdf_with_the_months_figures(
     client.cookies.clear()
     signed_in(client, "vic@acme.test")
     assert client.get(f"/report.pdf?month={month.month}").status_code == 403
+
+
+def test_a_member_of_two_organisations_switches_between_them(client: TestClient, member: Callable[..., int],
+                                                             engine: sa.Engine) -> None:
+    from tests.web.conftest import form_csrf
+
+    member("ada@acme.test", org="acme", role="viewer")
+    member("ada@acme.test", org="globex", role="admin")
+    seed(engine, org="acme")
+    signed_in(client, "ada@acme.test")
+    page = client.get("/")
+    assert 'action="/orgs/switch"' in page.text and "globex (admin)" in page.text
+    current = page.text.split('id="org-switch"')[1].split("</select>")[0]
+    other = "globex" if 'value="acme" selected' in current else "acme"
+    switched = client.post("/orgs/switch", data={"org": other, "csrf_token": form_csrf(client), "next": "/spend"})
+    assert switched.status_code == 303 and switched.headers["location"] == "/spend"
+    assert f'value="{other}" selected' in client.get("/").text

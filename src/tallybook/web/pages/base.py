@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine
 
 from tallybook.ledger.store import utcnow
 from tallybook.web import i18n
-from tallybook.web.auth import Principal, csrf_token
+from tallybook.web.auth import Principal, csrf_token, user_orgs
 from tallybook.web.errors import ApiError
 
 TEMPLATES_DIR = Path(__file__).parent.parent / "templates"
@@ -247,9 +247,13 @@ def context(request: Request, principal: Principal | None, **extra: Any) -> dict
     nav = [{"href": href, "key": key, "current": path == href or (href != "/" and path.startswith(href))}
            for href, key, role in NAV if principal is not None and principal.can(role)]  # type: ignore[arg-type]
     here = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
+    orgs: list[Any] = []
+    if principal is not None and principal.via == "session":
+        with request.app.state.engine.connect() as conn:
+            orgs = user_orgs(conn, principal.user_id)
     return {
         "request": request, "principal": principal, "lang": lang, "languages": i18n.LANGUAGES, "t": tr,
-        "nav": nav, "here": here, "csrf": csrf_token(request),
+        "nav": nav, "here": here, "csrf": csrf_token(request), "orgs": orgs if len(orgs) > 1 else [],
         "money": lambda v, c, places=2: i18n.money(v, c, lang, places),
         "number": lambda v, places=None: i18n.number(v, lang, places),
         "percent": lambda v, places=1: i18n.percent(v, lang, places),
