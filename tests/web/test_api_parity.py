@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -79,6 +80,12 @@ def test_cli_and_api_answer_the_same_numbers(cloud: FakeCloud, cli_env: dict[str
                    "--group-by", "provider")
     api = api_json(client, headers, "/api/v1/trend", period="month", **window, group_by="provider")
     assert len(cli) == 4 and as_text(api["rows"]) == as_text(cli)
+
+    # the finance report of a month (its times are UTC in the API: ...Z)
+    cli = ok("report", "finance", "--month", "2026-09", "--format", "json", env=cli_env).json()
+    api = api_json(client, headers, "/api/v1/finance", month="2026-09")
+    assert api.pop("start") == cli.pop("start") + "Z" and api.pop("end") == cli.pop("end") + "Z"
+    assert Decimal(cli["usage_total"]) > 0 and api == json.loads(json.dumps(cli, default=str))
 
     # the CSV export holds the JSON's rows
     csv = client.get("/api/v1/costs", headers=headers, params={**window, "group_by": "provider", "format": "csv"})

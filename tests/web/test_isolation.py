@@ -3,6 +3,7 @@ of the API, enumerated from its own OpenAPI document (a new route is covered the
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from pypdf import PdfReader
 
 from tallybook.config import Settings
 from tallybook.security.vault import Vault
@@ -39,6 +41,7 @@ class Operation:
     path: str
     role: str
     parameters: tuple[str, ...]  # query parameter names
+    formats: tuple[str, ...]  # what its `format` parameter accepts
 
     @property
     def path_params(self) -> list[str]:
@@ -67,6 +70,11 @@ class World:
                                    json=body)
 
 
+def pdf_text(content: bytes) -> str:
+    assert content.startswith(b"%PDF-")
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
+
+
 def operations(client: TestClient) -> list[Operation]:
     doc = client.get("/api/v1/openapi.json").json()
     found = []
@@ -74,8 +82,11 @@ def operations(client: TestClient) -> list[Operation]:
         if not path.startswith("/api/v1/"):
             continue
         for method, op in ops.items():
-            names = tuple(p["name"] for p in op.get("parameters", []) if p["in"] == "query")
-            found.append(Operation(method, path, op.get("x-tallybook-role"), names))
+            query = [p for p in op.get("parameters", []) if p["in"] == "query"]
+            formats = tuple(re.findall(r"'enum': \[([^\]]*)\]", str([p["schema"] for p in query
+                                                                        if p["name"] == "format"])))
+            found.append(Operation(method, path, op.get("x-tallybook-role"), tuple(p["name"] for p in query),
+                                   tuple(re.findall(r"'(\w+)'", ",".join(formats)))))
     return found
 
 
@@ -137,12 +148,14 @@ def test_org_a_figures_never_include_org_b_data_and_no_answer_carries_a_secret(w
         if op.method != "get":
             continue
         params = dict(WINDOW) if "from" in op.parameters else {"month": "2026-10"} if "month" in op.parameters else {}
-        for fmt in (["json", "csv"] if "format" in op.parameters else ["json"]):
-            if fmt == "csv":
-                params["format"] = "csv"
+        for fmt in ("json", *(f for f in op.formats if f != "json")):
+            if fmt != "json":
+                params["format"] = fmt
             response = world.call(op, "admin", world.a_ids, params)
             assert response.status_code == 200, f"{op} {params}: {response.status_code} {response.text}"
-            text = response.text
+            text = response.text if fmt != "pdf" else pdf_text(response.content)
+            if fmt == "pdf":
+                assert "alpha@seat.test" in text, "the PDF's text is read (org A's idle seat is in it)"
             assert "bravo" not in text, f"{op} leaks org B's data: {text[:300]}"
             for secret in secrets:
                 assert secret not in text, f"{op} returns a secret"

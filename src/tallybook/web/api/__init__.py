@@ -17,6 +17,7 @@ from tallybook.web.api import (
     connections,
     costs,
     devtools,
+    finance,
     forecast,
     keys,
     members,
@@ -47,7 +48,7 @@ def role_needed(dependant: Dependant) -> str | None:
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 for module in (orgs, members, connections, sync, usage, costs, rates, benchmark, savings, seats, reconcile,
-               anomalies, forecast, trend, devtools, pricing, keys):
+               anomalies, forecast, trend, devtools, finance, pricing, keys):
     for route in module.router.routes:
         if isinstance(route, APIRoute):
             route.openapi_extra = {**(route.openapi_extra or {}), "x-tallybook-role": role_needed(route.dependant)}

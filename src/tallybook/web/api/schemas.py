@@ -45,8 +45,18 @@ def number(value: Decimal | None) -> str | None:
 
 
 def plain(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row of an analytics function with its Decimals as the CLI's JSON strings."""
-    return {k: number(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+    """A row of an analytics function with its Decimals (nested ones too) as the CLI's JSON strings."""
+    return {k: _plain(v) for k, v in row.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return number(value)
+    if isinstance(value, Mapping):
+        return plain(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def group_fields(names: Iterable[str], *, names_too: bool = True) -> dict[str, Any]:
