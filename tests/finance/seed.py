@@ -47,8 +47,8 @@ def seed(engine: sa.Engine, org: str = "default") -> int:
             IdentityRow("email", "cy@acme.com", Identity("Cy", "research", "RD-100"), None),
             IdentityRow("email", "eve@acme.com", Identity("Eve", "design", "RD-100"), None),
         ])
-        set_plan(conn, org_id, SeatPlan("cursor", "business", Decimal("40"), "USD", "month"))
-        set_plan(conn, org_id, SeatPlan("claude", "team", Decimal("300"), "USD", "year"))
+        set_plan(conn, org_id, SeatPlan("cursor", "business", Decimal(40), "USD", "month"))
+        set_plan(conn, org_id, SeatPlan("claude", "team", Decimal(300), "USD", "year"))
         for email, platform, plan, since in (("cy@acme.com", "cursor", "business", datetime(2026, 8, 1)),
                                              ("eve@acme.com", "cursor", "business", datetime(2026, 8, 1)),
                                              ("dee@acme.com", "claude", "team", datetime(2026, 9, 1))):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from tallybook.analytics.allocation import UNALLOCATED, allocate, charges, months, unknown_identities
 from tallybook.analytics.seats import idle_seats
 from tallybook.ledger.identities import Identity, IdentityRow, apply_identities
-from tests.finance.seed import FIRST, END, amount, ledger_spend, seed
+from tests.finance.seed import END, FIRST, amount, ledger_spend, seed
 
 CENT = Decimal("0.01")
 # Seats held every month of the seed: cy and eve on Cursor at 40, dee on Claude at 300 a year.

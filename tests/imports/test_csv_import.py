@@ -85,7 +85,7 @@ def test_rows_of_one_day_and_dimensions_are_summed_not_overwritten(cli_env, tmp_
     path.write_text(GOOD)
     ok("import", "csv", str(path), "--source", "bills", "--mapping", "vendor-bill")
     assert ledger_totals(cli_env["TALLYBOOK_DATABASE_URL"]) == {
-        ("csv:bills", "USD"): Decimal("400"), ("csv:bills", "EUR"): Decimal("100")}
+        ("csv:bills", "USD"): Decimal(400), ("csv:bills", "EUR"): Decimal(100)}
 
 
 CORRUPT = [
@@ -129,7 +129,7 @@ def test_a_bad_row_after_good_ones_leaves_earlier_imports_untouched(cli_env, tmp
     bad.write_text(GOOD.replace("400.00", "500.00") + "2026-10-03,deepl,more,oops,EUR\n")
     ok("import", "csv", str(good), "--source", "bills", "--mapping", "vendor-bill")
     assert run("import", "csv", str(bad), "--source", "bills", "--mapping", "vendor-bill").exit_code == 2
-    assert ledger_totals(cli_env["TALLYBOOK_DATABASE_URL"])[("csv:bills", "USD")] == Decimal("400")
+    assert ledger_totals(cli_env["TALLYBOOK_DATABASE_URL"])[("csv:bills", "USD")] == Decimal(400)
 
 
 def test_a_mapping_file_of_ones_own(cli_env, tmp_path) -> None:

@@ -33,8 +33,8 @@ from tallybook.analytics.trends import next_period
 from tallybook.ledger import schema as t
 from tallybook.ledger.identities import Identity, IdentityMap, load_identities
 from tallybook.ledger.seats import load_assignments, load_plans, plan_at
-from tallybook.pricing.fx import convert, load_rates
 from tallybook.money import from_nanos
+from tallybook.pricing.fx import convert, load_rates
 
 UNALLOCATED = "unallocated"
 GROUPS = ("person", "team", "cost_centre")

@@ -11,7 +11,16 @@ import typer
 from tallybook.analytics.allocation import unknown_identities
 from tallybook.analytics.seats import IDLE_DAYS, idle_seats, seat_list
 from tallybook.cli.common import (
-    Context, Format, FormatOption, OrgOption, day_range, emit, err, handle_errors, parse_day, utcnow,
+    Context,
+    Format,
+    FormatOption,
+    OrgOption,
+    day_range,
+    emit,
+    err,
+    handle_errors,
+    parse_day,
+    utcnow,
 )
 from tallybook.cli.imports import read_file
 from tallybook.connectors.identity_file import parse_assignments, parse_identities, parse_plans

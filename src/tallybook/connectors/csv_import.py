@@ -28,12 +28,12 @@ from pathlib import Path
 
 from sqlalchemy import Connection, insert
 
+from tallybook.connectors.csv_mapping import TOKEN_FIELDS, Mapping
 from tallybook.errors import ImportFileError
 from tallybook.ledger import rollup, store
 from tallybook.ledger import schema_identity as ti
 from tallybook.ledger.records import CostRecord, UsageRecord
 from tallybook.ledger.store import utcnow
-from tallybook.connectors.csv_mapping import TOKEN_FIELDS, Mapping
 from tallybook.money import fmt_amount
 
 CONNECTION_ID = 0  # imports belong to no connection
@@ -210,7 +210,7 @@ def _parse_date(value: str | None, mapping: Mapping, fail) -> datetime:  # type:
         if mapping.date_format:
             moment = datetime.strptime(value, mapping.date_format)
         else:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(value)
     except ValueError:
         shape = mapping.date_format or "ISO 8601 (YYYY-MM-DD)"
         raise fail("date", f"{value!r} is not a date in the mapping's format {shape}.") from None

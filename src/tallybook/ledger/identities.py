@@ -126,7 +126,7 @@ class IdentityMap:
         at = bisect.bisect_right(starts, day) - 1
         if at < 0:
             return None
-        start, end, identity = self.timelines[key][at]
+        _, end, identity = self.timelines[key][at]
         return identity if end is None or day < end else None
 
     def known(self, kind: str, value: str) -> bool:

@@ -80,9 +80,9 @@ def plan_at(plans: Iterable[SeatPlan], platform: str, plan: str, at: datetime) -
     """The plan's price version in force at `at`."""
     best = None
     for p in plans:
-        if p.platform == platform and p.plan == plan and p.effective_from <= at:
-            if best is None or p.effective_from > best.effective_from:
-                best = p
+        if (p.platform == platform and p.plan == plan and p.effective_from <= at
+                and (best is None or p.effective_from > best.effective_from)):
+            best = p
     return best
 
 
