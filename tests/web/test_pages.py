@@ -228,3 +228,43 @@ def test_a_member_of_two_organisations_switches_between_them(client: TestClient,
     switched = client.post("/orgs/switch", data={"org": other, "csrf_token": form_csrf(client), "next": "/spend"})
     assert switched.status_code == 303 and switched.headers["location"] == "/spend"
     assert f'value="{other}" selected' in client.get("/").text
+
+
+@pytest.fixture(scope="module")
+def cloud():  # type: ignore[no-untyped-def]
+    from tallybook.fakes.launcher import start_fakes
+
+    fakes = start_fakes(days=20)
+    yield fakes
+    fakes.stop()
+
+
+def test_connecting_checks_the_key_then_syncs_in_the_background(client: TestClient, member: Callable[..., int],
+                                                                cloud, engine: sa.Engine) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from tallybook.fakes.launcher import DEMO_KEYS
+    from tallybook.ledger import schema as t
+    from tests.web.conftest import form_csrf
+
+    member("ada@acme.test")
+    signed_in(client, "ada@acme.test")
+    form = {"csrf_token": form_csrf(client), "provider": "openai", "base_url": cloud.base_url("openai"), "days": "3"}
+    refused = client.post("/connect", data={**form, "admin_key": "sk-admin-wrong-key-123456789"})
+    assert refused.status_code == 400 and "The key was not accepted" in refused.text
+    assert "sk-admin-wrong-key-123456789" not in refused.text
+    accepted = client.post("/connect", data={**form, "admin_key": DEMO_KEYS["openai"]})
+    assert accepted.status_code == 303
+    progress = accepted.headers["location"]
+    assert DEMO_KEYS["openai"] not in progress and progress.startswith("/connect/runs/")
+    page = client.get(progress)
+    assert "usage.read" in page.text and "sk-admin-...0000" in page.text
+    deadline = time.monotonic() + 60
+    while (status := client.get(progress.split("?")[0] + "/status").json())["finished"] is False:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status["state"] == "succeeded" and status["rows"] > 0 and status["done"] == status["total"] > 0
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(t.connections.c.secret_sealed, t.connections.c.last_sync_at)).one()
+    assert DEMO_KEYS["openai"] not in stored.secret_sealed and stored.last_sync_at is not None
+    assert client.get("/connect/runs/999999/status").status_code == 404

@@ -20,9 +20,9 @@ from tallybook.errors import TallybookError
 from tallybook.ledger import store
 from tallybook.security.redaction import fingerprint, redact
 from tallybook.security.vault import Vault
-from tallybook.web import jobs
+from tallybook.web import i18n, jobs
 from tallybook.web.auth import Principal, require_page, verify_csrf
-from tallybook.web.pages.base import PageError, render, translator
+from tallybook.web.pages.base import PageError, lang_of, render, translator
 
 router = APIRouter(include_in_schema=False)
 admin_page = require_page("admin")
@@ -87,17 +87,17 @@ def _status(request: Request, principal: Principal, job_id: int) -> dict[str, ob
         job = jobs.sync_status(conn, principal.org_id, job_id)
     if job is None:
         raise PageError(404, "error.not_found")
-    tr = translator(request)
+    tr, lang = translator(request), lang_of(request)
     done = sum(r.tasks_done for r in job.runs)
     total = sum(r.tasks_total for r in job.runs)
     rows = sum(r.rows for r in job.runs)
     finished = job.status not in ("queued", "running")
     if job.status == "succeeded":
-        message = tr("connect.sync_done", rows=rows)
+        message = tr("connect.sync_done", rows=i18n.number(rows, lang))
     elif finished:
         message = tr("connect.sync_failed", detail=redact(job.error or job.status))
     else:
-        message = tr("connect.sync_running", done=done, total=total or "?", rows=rows)
+        message = tr("connect.sync_running", done=done, total=total or "?", rows=i18n.number(rows, lang))
     return {"run_id": job_id, "state": job.status, "finished": finished, "done": done, "total": total,
             "rows": rows, "message": message}
 
