@@ -195,3 +195,24 @@ def test_scheduler_tick_drops_expired_sessions_and_old_sign_in_attempts(engine: 
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(web_sessions)).scalar_one() == 1
         assert conn.execute(sa.select(sa.func.count()).select_from(login_attempts)).scalar_one() == 0
+
+
+def test_tallybook_sync_and_the_web_never_sync_one_connection_at_once(
+        engine: sa.Engine, web_settings: Settings, cloud: FakeCloud, cli_env: dict[str, str]) -> None:
+    from tallybook.web.jobs import ConnectionBusy, connection_lock
+    from tests.cli.helpers import ok, run
+
+    ok("connect", "openai", "--base-url", cloud.base_url("openai"),
+       env={**cli_env, "OPENAI_ADMIN_KEY": DEMO_KEYS["openai"]})
+    with engine.connect() as conn:
+        org_id, connection_id = conn.execute(sa.select(t.connections.c.org_id, t.connections.c.id)).one()
+    settings = web_settings.model_copy(update={"master_key": None,  # the key `tallybook connect` sealed with
+                                               "master_key_file": cli_env["TALLYBOOK_MASTER_KEY_FILE"]})
+    with connection_lock(engine, connection_id, "openai", job_id=12345):  # the web app is syncing it
+        busy = run("sync", "--since", "2026-11-17", "--until", "2026-11-18")
+        assert busy.exit_code == 1 and "being synced by another process" in busy.stderr
+    with connection_lock(engine, connection_id, "openai"), pytest.raises(ConnectionBusy, match="tallybook sync"):
+        start_sync(engine, org_id, connection_id, START, END, settings=settings)  # `tallybook sync` is syncing it
+    ok("sync", "--since", "2026-11-17", "--until", "2026-11-18")  # free again
+    assert wait(engine, org_id, start_sync(engine, org_id, connection_id, START, END,
+                                           settings=settings)).status == "succeeded"

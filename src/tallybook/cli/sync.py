@@ -16,6 +16,7 @@ from tallybook.connectors.sync import SyncResult, default_window, midnight, sync
 from tallybook.errors import ConfigError, ConnectorError
 from tallybook.ledger import store
 from tallybook.security.vault import Vault
+from tallybook.web.jobs import ConnectionBusy, connection_lock
 
 
 def run_sync(
@@ -58,13 +59,16 @@ def run_sync(
                     counted["rows"] += written
                     bar.update(bar_id, advance=1, rows=counted["rows"])
 
-                result = sync_connection(
-                    ctx.engine, connector, org_id=ctx.org_id, connection_id=row.id, connection_name=row.name,
-                    start=start, end=end, hourly_from=hourly_from, now=now,
-                    on_plan=lambda n: bar.update(bar_id, total=n), on_task=on_task)
+                with connection_lock(ctx.engine, row.id, row.name):  # never beside the web app's sync of it
+                    result = sync_connection(
+                        ctx.engine, connector, org_id=ctx.org_id, connection_id=row.id, connection_name=row.name,
+                        start=start, end=end, hourly_from=hourly_from, now=now,
+                        on_plan=lambda n: bar.update(bar_id, total=n), on_task=on_task)
             results.append(result)
         except ConnectorError as exc:
             failures.append(exc)
+        except ConnectionBusy as exc:
+            failures.append(ConnectorError(row.provider, str(exc)))
         finally:
             connector.close()
     check_alerts(ctx)  # a failed sync, or what a good one reveals, is alerted on right away

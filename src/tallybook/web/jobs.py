@@ -3,8 +3,9 @@
 A job syncs one connection, or every connection of an organisation, through the real
 `connectors.sync.sync_connection` in a background thread; its progress is the connection's
 `sync_runs` row (tasks done of tasks total, rows, pages). A connection is synced by one job at a
-time across every process sharing the ledger: a job holds the connection's row in `sync_locks`
-and refreshes it while it runs; a lock whose holder died lapses after `LOCK_SECONDS`.
+time across every process sharing the ledger (`tallybook sync` included): a sync holds the
+connection's row in `sync_locks` and refreshes it while it runs; a lock whose holder died lapses after
+`LOCK_SECONDS`.
 
     job_id = start_sync(engine, org_id, connection_id, start, end)   # returns at once
     sync_status(conn, org_id, job_id)                                # JobStatus, None if not this org's
@@ -16,6 +17,8 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +36,7 @@ from tallybook.security.redaction import redact
 log = logging.getLogger("tallybook.web.jobs")
 LOCK_SECONDS = 300  # a lock not refreshed for this long belonged to a process that died
 HEARTBEAT_SECONDS = 30
+CLI_JOB = 0  # the job id `tallybook sync` holds a lock under
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"[:100]
 
 
@@ -108,18 +112,16 @@ def run_job(engine: Engine, job_id: int, settings: Settings) -> None:
         with engine.connect() as conn:
             targets = _connections(conn, job.org_id, job.connection_id)
         for row in targets:
-            if not _acquire(engine, row.id, job_id):
-                errors.append(f"{row.name}: another sync of this connection is running")
-                continue
             try:
-                _sync_one(engine, settings, job, row)
+                with connection_lock(engine, row.id, row.name, job_id=job_id):
+                    _sync_one(engine, settings, job, row)
+            except ConnectionBusy:
+                errors.append(f"{row.name}: another sync of this connection is running")
             except TallybookError as exc:
                 errors.append(f"{row.name}: {redact(str(exc))}")
             except Exception as exc:  # a bug must not kill the server's thread silently
                 log.exception("sync job %s: %s failed", job_id, row.name)
                 errors.append(f"{row.name}: internal error ({type(exc).__name__})")
-            finally:
-                _release(engine, row.id, job_id)
     except Exception as exc:
         log.exception("sync job %s failed", job_id)
         errors.append(f"internal error ({type(exc).__name__})")
@@ -206,6 +208,8 @@ def _running_job_for(conn: Connection, connection_id: int) -> int | None:
     now = utcnow()
     lock = conn.execute(select(sync_locks.c.job_id).where(sync_locks.c.connection_id == connection_id,
                                                           sync_locks.c.expires_at > now)).scalar()
+    if lock == CLI_JOB:
+        raise ConnectionBusy("This connection is being synced by `tallybook sync`; try again when it finishes.")
     if lock is not None:
         return int(lock)
     j = sync_jobs.c
@@ -238,10 +242,38 @@ def _release(engine: Engine, connection_id: int, job_id: int) -> None:
 def _heartbeat(engine: Engine, job_id: int, stop: threading.Event) -> None:
     while not stop.wait(HEARTBEAT_SECONDS):
         try:
-            now = utcnow()
             with engine.begin() as conn:
-                conn.execute(update(sync_jobs).where(sync_jobs.c.id == job_id).values(heartbeat_at=now))
-                conn.execute(update(sync_locks).where(sync_locks.c.job_id == job_id).values(
-                    expires_at=now + timedelta(seconds=LOCK_SECONDS)))
+                conn.execute(update(sync_jobs).where(sync_jobs.c.id == job_id).values(heartbeat_at=utcnow()))
         except Exception:  # the database is briefly unreachable: try again next beat
             log.warning("sync job %s: heartbeat failed", job_id, exc_info=True)
+
+
+class ConnectionBusy(AccessError):
+    status = 409
+
+
+@contextmanager
+def connection_lock(engine: Engine, connection_id: int, name: str, *, job_id: int = CLI_JOB) -> Iterator[None]:
+    """Hold the connection's sync lock while the block runs (refreshed in the background), or raise
+    ConnectionBusy at once. `tallybook sync` takes it too (job id 0), so cron and the web never overlap."""
+    if not _acquire(engine, connection_id, job_id):
+        raise ConnectionBusy(f"Connection {name} is being synced by another process; try again when it finishes.")
+    stop = threading.Event()
+
+    def refresh() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                with engine.begin() as conn:
+                    conn.execute(update(sync_locks).where(
+                        sync_locks.c.connection_id == connection_id, sync_locks.c.job_id == job_id).values(
+                        expires_at=utcnow() + timedelta(seconds=LOCK_SECONDS)))
+            except Exception:  # the database is briefly unreachable: try again next beat
+                log.warning("sync lock of %s: refresh failed", name, exc_info=True)
+
+    beat = threading.Thread(target=refresh, name=f"tallybook-lock-{connection_id}", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        _release(engine, connection_id, job_id)
