@@ -24,6 +24,7 @@ def fakes():
         yield anthropic, cursor, a.url, c.url
 
 
+@pytest.mark.slow
 def test_connect_sync_and_report(cli_env, fakes):
     anthropic, cursor, a_url, c_url = fakes
     ok("connect", "cursor", "--base-url", c_url, env={**cli_env, "CURSOR_ADMIN_KEY": DEMO_KEY})
@@ -59,5 +60,6 @@ def test_connect_sync_and_report(cli_env, fakes):
 def test_bad_options_get_one_error_line(cli_env):
     result = run("report", "devtools", "--tool", "copilot", env=cli_env)
     assert result.exit_code == 2 and result.stderr.count("Error:") == 1 and "copilot" in result.stderr
-    result = run("connect", "cursor", "--base-url", "http://127.0.0.1:9", env={**cli_env, "CURSOR_ADMIN_KEY": "k"})
+    result = run("connect", "cursor", "--base-url", "http://127.0.0.1:9",
+                 env={**cli_env, "CURSOR_ADMIN_KEY": "k", "TALLYBOOK_HTTP_RETRIES": "1"})
     assert result.exit_code == 1 and "Cursor" in result.stderr and "Traceback" not in result.stderr
