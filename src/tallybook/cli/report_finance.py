@@ -16,7 +16,6 @@ from tallybook.analytics.finance import FinanceReport, finance_report, parse_per
 from tallybook.cli.common import Context, OrgOption, err, handle_errors, jsonable, out
 from tallybook.cli.report import report_app
 from tallybook.errors import ConfigError
-from tallybook.exports.pdf import PdfDocument
 from tallybook.money import fmt_amount
 
 
