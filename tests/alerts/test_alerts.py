@@ -272,3 +272,24 @@ def test_the_monthly_finance_report_is_emailed_once_with_its_pdf(
     assert f"total {total.quantize(Decimal('0.01'))} USD" in text
     [said] = by_path(http, "/slack")
     assert f"{total.quantize(Decimal('0.01'))} USD" in said["text"]
+
+
+@pytest.mark.parametrize(("rpm", "spent_alert"), [(None, True), (600, False)])
+def test_a_budget_refusal_by_the_gateway_counts_as_spent_unless_a_rate_limit_could_explain_it(
+        ledger: sa.Engine, database_url: str, vault: Vault, http: HttpReceiver, rpm: int | None,
+        spent_alert: bool) -> None:
+    org, _ = setup_org(ledger, vault, http)
+    with ledger.begin() as conn:
+        conn.execute(sa.insert(t.virtual_keys).values(id="vk_bot", org_id=org, name="bot", key_hash="h" * 64,
+                                                      key_hint="tb-...abcd", budget="100", budget_period="month",
+                                                      rpm=rpm, created_at=NOW - timedelta(days=1)))
+    spend(ledger, org, "91")  # 91 %: the next request's upper bound no longer fits
+    with ledger.begin() as conn:
+        conn.execute(sa.insert(t.usage_events).values(
+            event_id=str(uuid.uuid4()), org_id=org, ts=NOW - timedelta(minutes=5), virtual_key="vk_bot",
+            provider="openai", model="gpt-4o", endpoint="chat.completions", streamed=False, status=429,
+            outcome="rejected", latency_ms=1, usage_origin="metered", currency="USD"))
+    run_once(ledger, settings_for(database_url), vault, now=NOW)
+    subjects = [m["blocks"][0]["text"]["text"] for m in by_path(http, "/slack")]
+    assert subjects == (["Budget spent: key:vk_bot (bot-budget)"] if spent_alert
+                        else ["Budget 80 % reached: key:vk_bot (bot-budget)"])

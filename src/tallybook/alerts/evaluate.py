@@ -11,7 +11,9 @@ Spend, as budgets see it:
 - `org` and `provider:<name>`: vendor-reported cost where the provider reports cost for the period,
   plus metered gateway cost for providers that report none (never both for one provider).
 A level of 100 % means "spent": the gateway stops admitting once the next request's upper bound no
-longer fits, so spend stops just short of the limit; 100 % fires at 99 % of it.
+longer fits, so spend stops short of the limit. 100 % fires at 99 % of it, or as soon as the gateway
+has refused a request of the scope that only the budget can have refused (a 429 for a key with no
+RPM/TPM limit: the gateway records refusals as `rejected` events).
 """
 
 from __future__ import annotations
@@ -96,12 +98,28 @@ def spend(conn: Connection, rule: Rule, start: datetime, end: datetime) -> tuple
     return total + gateway, origin
 
 
+def refused_for_budget(conn: Connection, rule: Rule, start: datetime, end: datetime) -> bool:
+    """Whether the gateway refused a request of a key or customer scope in [start, end) that only its
+    budget can have refused: a 429 `rejected` event made with a key that has no RPM/TPM limit."""
+    if not rule.scope.startswith(("key:", "customer:")):
+        return False
+    e, k = t.usage_events.c, t.virtual_keys.c
+    kind, _, value = rule.scope.partition(":")
+    query = (select(e.event_id).join(t.virtual_keys, k.id == e.virtual_key)
+             .where(e.org_id == rule.org_id, e.ts >= start, e.ts < end, e.outcome == "rejected", e.status == 429,
+                    (e.virtual_key if kind == "key" else e.customer) == value, k.rpm.is_(None), k.tpm.is_(None))
+             .limit(1))
+    return conn.execute(query).first() is not None
+
+
 def check_budget(conn: Connection, rule: Rule, now: datetime, link: str | None) -> list[Firing]:
     assert rule.amount is not None
     start, end = period_bounds(rule.period, now)
     spent, origin = spend(conn, rule, start, end)
     share = spent / rule.amount
     crossed = [p for p in rule.thresholds if share >= (FULL if p == 100 else Decimal(p) / 100)]
+    if 100 in rule.thresholds and 100 not in crossed and refused_for_budget(conn, rule, start, end):
+        crossed.append(100)
     if not crossed:
         return []
     level = max(crossed)  # one alert for the highest level reached; lower ones it passed are implied
