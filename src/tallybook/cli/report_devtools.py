@@ -33,6 +33,10 @@ COLUMNS = ["tool", "period", "start", "end", "active_users", "dau", "wau", "mau"
            "requests", "lines_added", "lines_removed", "lines_accepted", "acceptance_rate", "tool_accepted",
            "tool_rejected", "commits", "pull_requests", "tokens", "cost", "currency", "cost_origin",
            "cost_per_active_user", "cost_per_accepted_line"]
+# A terminal table shows the headline figures; JSON and CSV carry every column.
+TABLE = ["tool", "period", "active_users", "dau", "wau", "mau", "sessions", "requests", "lines_added",
+         "lines_accepted", "acceptance_rate", "commits", "pull_requests", "cost", "currency", "cost_origin",
+         "cost_per_active_user", "cost_per_accepted_line"]
 
 
 @report_app.command("devtools")
@@ -66,6 +70,10 @@ def report_devtools(
             rows = [r.as_dict() for r in devtools(conn, ctx.org_id, start, end, tools=tool or TOOLS, period=by)]
     except ReportError as exc:
         raise ConfigError(str(exc)) from None
-    columns = [c for c in COLUMNS if c != "period" or by]
+    columns = [c for c in (TABLE if fmt is Format.table else COLUMNS) if c != "period" or by]
+    if fmt is Format.table:  # a fraction of a cent a line: more places than the table's two
+        for row in rows:
+            if row["cost_per_accepted_line"] is not None:
+                row["cost_per_accepted_line"] = f"{row['cost_per_accepted_line']:.4f}"
     emit(rows, fmt, columns, title=f"Coding tools, {start:%Y-%m-%d} .. {end - timedelta(days=1):%Y-%m-%d} "
                                    "(Cursor cost reported, Claude Code cost estimated by the vendor)")
