@@ -119,6 +119,8 @@ def finance(
 
 def pdf_bytes(report: FinanceReport, org: str) -> bytes:
     """The report as a PDF (also what the monthly report email attaches)."""
+    from tallybook.exports.pdf import PdfDocument  # fpdf2 (and Pillow) only when a PDF is asked for
+
     period = report.period
     doc = PdfDocument(title(report, org), subtitle=f"{period.start:%Y-%m-%d} to "
                       f"{period.end:%Y-%m-%d} (exclusive), amounts in {report.currency}")
