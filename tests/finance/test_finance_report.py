@@ -77,3 +77,30 @@ def test_table_and_csv_forms_and_bad_periods(engine: sa.Engine, cli_env) -> None
     assert run("report", "finance", "--month", "2026-13").exit_code == 2
     assert run("report", "finance", "--month", "2026-10", "--quarter", "2026-Q4").exit_code == 2
     assert run("report", "finance", "--month", "2026-10", "--format", "pdf").exit_code == 2
+
+
+def test_amounts_in_another_currency_are_converted_at_the_days_ecb_rate(engine: sa.Engine, cli_env,
+                                                                          tmp_path) -> None:
+    from datetime import timedelta
+
+    from tallybook.pricing.fx import import_ecb_csv
+
+    seed(engine)
+    bill = tmp_path / "bill.csv"
+    bill.write_text("date,vendor,description,amount,currency\n2026-10-15,deepl,API usage,100.00,EUR\n")
+    ok("import", "csv", str(bill), "--source", "bills", "--mapping", "vendor-bill")
+    missing = run("report", "finance", "--month", "2026-10", "--format", "json")
+    assert missing.exit_code == 1 and "tallybook fx import" in missing.stderr  # no rate: said, not guessed
+    days = [datetime(2026, 8, 25) + timedelta(days=i) for i in range(70)]
+    rates = "Date,USD,\n" + "".join(f"{d:%Y-%m-%d},{'1.2500' if d.day == 15 else '1.1000'},\n" for d in days)
+    with engine.begin() as conn:
+        import_ecb_csv(conn, rates)
+    report = ok("report", "finance", "--month", "2026-10", "--format", "json").json()
+    deepl = next(p for p in report["platforms"] if p["platform"] == "deepl")
+    assert Decimal(deepl["usage_cost"]) == Decimal(125)  # 100 EUR at the 15th's rate, 1.25 USD a euro
+    assert Decimal(report["usage_total"]) == ledger_spend(engine, *OCT, currency="USD") + 125
+    in_euros = ok("report", "finance", "--month", "2026-10", "--currency", "EUR", "--format", "json").json()
+    cursor = next(p for p in in_euros["platforms"] if p["platform"] == "cursor")
+    # two seats, at the 1st's rate (JSON carries nine decimals)
+    assert Decimal(cursor["seat_cost"]) == (Decimal(80) / Decimal("1.1")).quantize(Decimal("1e-9"))
+    assert in_euros["currency"] == "EUR"
