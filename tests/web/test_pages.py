@@ -268,3 +268,18 @@ def test_connecting_checks_the_key_then_syncs_in_the_background(client: TestClie
         stored = conn.execute(sa.select(t.connections.c.secret_sealed, t.connections.c.last_sync_at)).one()
     assert DEMO_KEYS["openai"] not in stored.secret_sealed and stored.last_sync_at is not None
     assert client.get("/connect/runs/999999/status").status_code == 404
+
+
+def test_the_sign_in_page_offers_sso_only_when_it_is_configured(web_settings, engine: sa.Engine,  # type: ignore[no-untyped-def]
+                                                                member: Callable[..., int]) -> None:
+    from tallybook.web.app import create_app
+
+    member("ada@acme.test")
+    plain = TestClient(create_app(web_settings, engine=engine), follow_redirects=False)
+    assert "/auth/oidc/login" not in plain.get("/login").text
+    sso = TestClient(create_app(web_settings.model_copy(update={"oidc_issuer": "https://id.example.com",
+                                                                "oidc_client_id": "x"}), engine=engine),
+                     follow_redirects=False)
+    page = sso.get("/login?next=/spend&error=sso_unknown_user")
+    assert 'href="/auth/oidc/login?next=%2Fspend"' in page.text
+    assert "ask an admin to add you" in page.text

@@ -11,11 +11,12 @@ from tallybook.web.auth import setup_needed
 from tallybook.web.auth.deps import current_session
 from tallybook.web.auth.passwords import MIN_LENGTH
 from tallybook.web.auth.routes import safe_next
-from tallybook.web.pages.base import render
+from tallybook.web.pages.base import render, url
 
 router = APIRouter(include_in_schema=False)
 
-ERRORS = ("invalid", "password_too_short", "invalid_email", "invalid_org", "setup_done", "csrf", "throttled")
+ERRORS = ("invalid", "password_too_short", "invalid_email", "invalid_org", "setup_done", "csrf", "throttled",
+          "sso_failed", "sso_email_unverified", "sso_unknown_user")
 
 
 def _error(request: Request) -> str | None:
@@ -31,7 +32,8 @@ def login_page(request: Request) -> Response:
     with request.app.state.engine.connect() as conn:
         if setup_needed(conn):
             return RedirectResponse("/setup", status_code=303)
-    return render(request, None, "login.html", title="login.title", error=_error(request), next=target)
+    return render(request, None, "login.html", title="login.title", error=_error(request), next=target,
+                  sso=url("/auth/oidc/login", {"next": target}) if request.app.state.settings.oidc_issuer else None)
 
 
 @router.get("/setup")
