@@ -53,6 +53,7 @@ def test_an_admin_connects_a_provider_and_watches_the_first_sync(open_page: Call
     page.wait_for_selector('[data-state="succeeded"]', timeout=60_000)
     assert "Sync finished" in page.locator("[data-status]").inner_text()
     assert DEMO_KEYS["anthropic"] not in page.content()
+    assert axe_violations(page) == []
     page.screenshot(path=str(SHOTS / "dashboard-connect-progress-desktop.png"))
     page.get_by_role("link", name="See the overview").click()
     providers = {r["provider"]: r for r in cells(page, "providers")}
@@ -129,6 +130,7 @@ def test_a_viewer_is_refused_the_settings(open_page: Callable[..., Any]) -> None
     response = page.goto("/settings")
     assert response.status == 403
     assert "Your role does not allow this page" in page.get_by_role("alert").inner_text()
+    assert axe_violations(page) == []
     assert page.get_by_role("link", name="Download CSV").count() == 0
 
 
