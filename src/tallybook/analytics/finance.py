@@ -26,7 +26,15 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from tallybook.analytics.allocation import UNALLOCATED, Charge, Converter, allocate, charges, usage_rows
+from tallybook.analytics.allocation import (
+    UNALLOCATED,
+    Charge,
+    Converter,
+    allocate,
+    charges,
+    matcher,
+    usage_rows,
+)
 from tallybook.analytics.seats import IdleSeat, idle_seats
 from tallybook.analytics.trends import next_period, pct_change, period_start
 from tallybook.ledger.store import utcnow
@@ -116,14 +124,19 @@ def finance_report(conn: Connection, org_id: int, period: Period, *, currency: s
                     "usage_cost": s.usage, "currency": currency} for s in allocate(current, by)]
               for by in ("team", "cost_centre", "person")}
     people = [row for row in shares["person"] if row["name"] != UNALLOCATED][:top]
+    latest_team: dict[str, str | None] = {}
+    for c in sorted(current, key=lambda c: c.day):  # a person who moved team is shown in the newer one
+        if c.identity is not None and c.identity.person:
+            latest_team[c.identity.person] = c.identity.team
     for row in people:
-        team = next((c.identity.team for c in current if c.identity and c.identity.person == row["name"]), None)
-        row["team"] = team
+        row["team"] = latest_team.get(row["name"])
     unallocated = next(r for r in shares["team"] if r["name"] == UNALLOCATED)
     subjects: dict[str, Decimal] = {}
+    lists = matcher(conn, org_id)
+    names = {**lists.key_names, **lists.project_names}
     for c in current:
         if c.identity is None or not c.identity.team:
-            key = f"{c.platform}: {c.subject or '(no key, user or project)'}"
+            key = f"{c.platform}: {_named(c.subject, names) or '(no key, user or project)'}"
             subjects[key] = subjects.get(key, Decimal(0)) + c.amount
     at = min(now or utcnow(), period.end)
     return FinanceReport(
@@ -145,6 +158,12 @@ def _invoices(conn: Connection, org_id: int, period: Period, currency: str) -> d
         found[r.provider] = found.get(r.provider, Decimal(0)) + convert_to(from_nanos(int(r.nanos)), r.currency,
                                                                            r.bucket_start)
     return found
+
+
+def _named(subject: str | None, names: dict[str, str]) -> str | None:
+    """A key or project id with the name the provider lists for it: `prototype-svc-7 (key_2wQX...)`."""
+    name = names.get(subject or "")
+    return f"{name} ({subject})" if name else subject
 
 
 def _pct(share: Decimal) -> Decimal:
