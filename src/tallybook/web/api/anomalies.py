@@ -4,7 +4,6 @@ predicts (`tallybook report anomalies`; the method is in docs/analytics.md)."""
 from __future__ import annotations
 
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request
@@ -20,6 +19,7 @@ from tallybook.web.api.params import (
     Reading,
     SeriesFilters,
     checked,
+    decimal_option,
     groups,
     midnight,
     today,
@@ -50,16 +50,6 @@ class Anomalies(Strict):
     rows: list[AnomalyRow]
 
 
-def amount(value: str, name: str) -> Decimal:
-    try:
-        found = Decimal(value)
-    except InvalidOperation:
-        raise invalid(f"`{name}` must be a number, not {value!r}.") from None
-    if not found.is_finite() or found < 0:
-        raise invalid(f"`{name}` must be a number of at least 0, not {value!r}.")
-    return found
-
-
 @router.get("/anomalies", response_model=Anomalies, response_model_exclude_unset=True, responses=CSV_RESPONSE,
             summary="Spend anomalies")
 def report_anomalies(
@@ -81,7 +71,8 @@ def report_anomalies(
     if end <= start:
         raise invalid("Nothing to check: the window ends before it starts (or is today).")
     start, end = checked(start, end)
-    rule = AnomalyRule(weeks=weeks, k=k, min_abs=amount(min_abs, "min_abs"), min_rel=amount(min_rel, "min_rel"))
+    rule = AnomalyRule(weeks=weeks, k=k, min_abs=decimal_option(min_abs, "min_abs"),
+                       min_rel=decimal_option(min_rel, "min_rel"))
     query = ReportQuery(org_id=principal.org_id, start=start, end=end, group_by=groups(group_by),
                         filters=chosen.as_dict("provider", "model", "project"))
     rows = [a.as_dict() for a in find_anomalies(conn, query, rule)]

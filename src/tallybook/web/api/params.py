@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
@@ -149,6 +150,22 @@ def series_filters(provider: ProviderFilter = None, model: ModelFilter = None,
 
 FilterOptions = Annotated[Filters, Depends(filters)]
 SeriesFilters = Annotated[Filters, Depends(series_filters)]
+
+
+def decimal_option(value: str, name: str, *, at_most: Decimal | None = None) -> Decimal:
+    """A number option (a share, a floor) as a Decimal: at least 0, and at most `at_most` when given."""
+    wanted = f"a number from 0 to {at_most}" if at_most is not None else "a number of at least 0"
+    try:
+        found = Decimal(value)
+    except InvalidOperation:
+        raise invalid(f"`{name}` must be {wanted}, not {value!r}.") from None
+    if not found.is_finite() or found < 0 or (at_most is not None and found > at_most):
+        raise invalid(f"`{name}` must be {wanted}, not {value!r}.")
+    return found
+
+
+def share(value: str, name: str) -> Decimal:
+    return decimal_option(value, name, at_most=Decimal(1))
 
 
 def report_query(principal: Principal, start: datetime, end: datetime, group_by: str,

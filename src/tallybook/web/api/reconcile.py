@@ -14,8 +14,7 @@ from tallybook.analytics.reconcile import DEFAULT_THRESHOLD, reconcile
 from tallybook.pricing.rules import load_rules
 from tallybook.web.api.errors import ApiRoute
 from tallybook.web.api.exports import CSV_RESPONSE, FormatOption, csv_response, wants_csv
-from tallybook.web.api.params import DaysOption, Member, ProviderFilter, Reading, report_query
-from tallybook.web.api.savings import share
+from tallybook.web.api.params import DaysOption, Member, ProviderFilter, Reading, report_query, share
 from tallybook.web.api.schemas import Amount, Currency, Number, Strict, number, plain
 
 router = APIRouter(route_class=ApiRoute, tags=["reconciliation"])

@@ -17,7 +17,7 @@ from tallybook.analytics.rollups import ReportQuery, cost_report
 from tallybook.analytics.trends import period_starts
 from tallybook.web.api.errors import ApiRoute, invalid
 from tallybook.web.api.exports import CSV_RESPONSE, FormatOption, columns_of, csv_response, wants_csv
-from tallybook.web.api.params import DaysOption, Member, Reading, midnight, report_query, today
+from tallybook.web.api.params import DaysOption, Member, Reading, midnight, report_query, share, today
 from tallybook.web.api.schemas import Amount, Currency, Number, Strict, number, plain
 
 router = APIRouter(route_class=ApiRoute, tags=["optimisation"])
@@ -43,16 +43,6 @@ class Savings(Strict):
     currency: Currency
     origin: Literal["estimated"]
     rows: list[Opportunity]
-
-
-def share(value: str, name: str) -> Decimal:
-    try:
-        found = Decimal(value)
-    except InvalidOperation:
-        raise invalid(f"`{name}` must be a number between 0 and 1, not {value!r}.") from None
-    if not found.is_finite() or not 0 <= found <= 1:
-        raise invalid(f"`{name}` must be a number between 0 and 1, not {value!r}.")
-    return found
 
 
 @router.get("/savings", response_model=Savings, responses=CSV_RESPONSE, summary="Savings opportunities")
