@@ -60,8 +60,24 @@ def _ssl_context() -> ssl.SSLContext:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: sends a request, parses its answer, wakes the one waiting reader."""
 
-    __slots__ = ("pool", "transport", "parser", "status", "headers", "chunks", "buffered", "waiter",
-                 "headers_done", "complete", "error", "closed", "framed", "paused", "idle_since")
+    __slots__ = (
+        "buffered",
+        "chunks",
+        "closed",
+        "keep_alive",
+        "complete",
+        "error",
+        "framed",
+        "headers",
+        "headers_done",
+        "idle_since",
+        "parser",
+        "paused",
+        "pool",
+        "status",
+        "transport",
+        "waiter",
+    )
 
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
@@ -77,7 +93,7 @@ class _Connection(asyncio.Protocol):
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.waiter: asyncio.Future[None] | None = None
-        self.headers_done = self.complete = self.paused = False
+        self.headers_done = self.complete = self.paused = self.keep_alive = False
         self.framed = False  # Content-Length or chunked: the end is in the stream, not at EOF
         self.error: BaseException | None = None
 
@@ -123,6 +139,7 @@ class _Connection(asyncio.Protocol):
             self.framed = False
             return
         self.headers_done = True
+        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message is complete
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -181,7 +198,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 class Response:
     """An upstream's answer: status and headers at once, the body as it arrives."""
 
-    __slots__ = ("_conn", "status", "headers", "_timeout", "_done")
+    __slots__ = ("_conn", "_done", "_timeout", "headers", "status")
 
     def __init__(self, conn: _Connection, timeout: float) -> None:
         self._conn, self._timeout, self._done = conn, timeout, False
@@ -222,7 +239,7 @@ class Response:
             return
         self._done = True
         conn = self._conn
-        if conn.complete and not conn.chunks and conn.error is None and conn.parser.should_keep_alive():
+        if conn.complete and not conn.chunks and conn.error is None and conn.keep_alive:
             conn.pool.release(conn)
         else:
             conn.pool.discard(conn)
