@@ -30,9 +30,11 @@ def _bigquery() -> Any:
 
 
 def check_destination(destination: str) -> str:
+    """`destination` if it names a table and the client library is installed; else a ConfigError."""
     if not DESTINATION.match(destination):
         raise ConfigError(f"{destination!r} is not a BigQuery table: use PROJECT.DATASET.TABLE, "
                           "e.g. my-project.finops.focus_ai.")
+    _bigquery()
     return destination
 
 
