@@ -239,6 +239,7 @@ def cloud():  # type: ignore[no-untyped-def]
     fakes.stop()
 
 
+@pytest.mark.slow
 def test_connecting_checks_the_key_then_syncs_in_the_background(client: TestClient, member: Callable[..., int],
                                                                 cloud, engine: sa.Engine) -> None:  # type: ignore[no-untyped-def]
     import time
