@@ -284,3 +284,22 @@ def test_the_sign_in_page_offers_sso_only_when_it_is_configured(web_settings, en
     page = sso.get("/login?next=/spend&error=sso_unknown_user")
     assert 'href="/auth/oidc/login?next=%2Fspend"' in page.text
     assert "ask an admin to add you" in page.text
+
+
+def test_the_trend_follows_the_largest_groups_when_there_are_many(client: TestClient, member: Callable[..., int],
+                                                                  engine: sa.Engine) -> None:
+    from tallybook.web.pages.spend import MAX_SERIES
+
+    member("ada@acme.test", role="analyst")
+    costs = [CostRecord(source="openai_admin", stream="costs", bucket_start=today() - timedelta(days=d),
+                        bucket_width="1d", provider="openai", model="gpt-4o", project=f"proj_{p:02d}",
+                        amount=Decimal(p + 1), currency="USD", line_item="input", token_type="input")
+             for p in range(MAX_SERIES + 3) for d in range(3)]
+    with engine.begin() as conn:
+        store.upsert_costs(conn, store.cost_rows(org_id_for(conn, "acme", create=True), 0, costs))
+    signed_in(client, "ada@acme.test")
+    page = client.get("/spend?group=project")
+    assert f"the {MAX_SERIES} largest" in page.text
+    trend = rows_of(client.get("/spend?group=project&download=trend"))
+    assert {r["project"] for r in trend} == {f"proj_{p:02d}" for p in range(3, MAX_SERIES + 3)}
+    assert len(rows_of(client.get("/spend?group=project&download=breakdown"))) == MAX_SERIES + 3

@@ -37,6 +37,7 @@ USAGE_DIMENSIONS = ("user", "customer", "feature")
 DIMENSIONS = (*COST_DIMENSIONS, *USAGE_DIMENSIONS)
 FILTERS = ("provider", "model", "project", "api_key")
 DRILL = {"provider": "model", "model": "project", "project": "api_key"}
+MAX_SERIES = 12  # the trend of at most this many groups; more are in the breakdown
 TOKEN_COLUMNS = (Column("input_tokens", "int"), Column("cache_read_tokens", "int"),
                  Column("cache_write_tokens", "int"), Column("output_tokens", "int"), Column("requests", "int"))
 
@@ -72,6 +73,14 @@ def explorer_tables(engine: Engine, request: Request, principal: Principal) -> t
         asks["breakdown"] = lambda c: cost_report(c, replace(base, group_by=[group]))
     got = answers(engine, asks)
     per_period, tokens = got["per_period"], got["tokens"]
+    top: list[str] = []
+    if priced and len({r.get(group) for r in per_period}) > MAX_SERIES:
+        # hundreds of keys or projects make an unreadable chart: the trend follows the largest ones
+        ranked = sorted((r for r in got["breakdown"] if r.get(group) is not None), key=lambda r: -r["amount"])
+        top = list(dict.fromkeys(str(r[group]) for r in ranked))[:MAX_SERIES]
+        with engine.connect() as conn:
+            narrowed = replace(base, group_by=[group], filters={**filters, group: top})
+            per_period = [r.as_dict() for r in trend(conn, narrowed, period)]
     for row in per_period:
         row["series"] = _label(row, group) if priced else row["currency"]
     for row in tokens:
@@ -86,10 +95,11 @@ def explorer_tables(engine: Engine, request: Request, principal: Principal) -> t
         return url("/spend", merged)
 
     group_col = Column("label", label=f"dim.{group}")
-    trend_cols = [Column("period"), *([Column("series", label=f"dim.{group}")] if priced else []),
+    trend_cols = [Column("period"),
+                  *([Column("series", label=f"dim.{group}"), Column(group, label="col.id")] if priced else []),
                   Column("amount", "money"), Column("change", "money"), Column("change_pct", "pct"),
                   Column("tokens", "int"), Column("complete", "bool"), Column("currency"), Column("origin")]
-    tables = [Table("trend", "spend.trend", trend_cols, per_period, note="note.reported",
+    tables = [Table("trend", "spend.trend", trend_cols, per_period, note="spend.trend_top" if top else "note.reported",
                     chart=chart_series(per_period, x="period", y="amount", series=lambda r: r["series"],
                                        kind="bar" if period == "month" else "line"))]
     if priced:
@@ -109,7 +119,7 @@ def explorer_tables(engine: Engine, request: Request, principal: Principal) -> t
     removable = [{"name": name, "value": value,
                   "href": url("/spend", {**state, name: [v for v in values if v != value]})}
                  for name, values in filters.items() for value in values]
-    return tables, {"state": state, "window": window, "options": options, "filters": filters,
+    return tables, {"top": len(top), "state": state, "window": window, "options": options, "filters": filters,
                     "removable": removable, "periods": PERIODS, "dimensions": DIMENSIONS, "priced": priced}
 
 
