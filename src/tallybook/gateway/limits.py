@@ -31,9 +31,14 @@ granted because `spent + reserved`, including the earlier overrun, was back with
 An actual cost above its upper bound is still charged in full (spend is never dropped) and adds to
 the bound.
 
-A process that dies loses its settled-but-unflushed spend (at most `flush_seconds` of it; the
-spool still has the events) and its lease stays reserved until the period ends: the cap errs low,
-by at most one lease plus the requests it had in flight, never high.
+Leases expire (see `ledger.budgets`): each lease sits in an epoch of `lease_seconds` (30), and the
+flush renews every lease this process holds into the current epoch, so a live process keeps its
+leases with one small transaction per scope and epoch. A process that dies loses its settled-but-
+unflushed spend (at most `flush_seconds` of it; the spool still has the events) and its lease goes
+back to the pool one to two epochs after its last renewal, taken back by whichever process next
+settles or leases in that scope. Until then the cap errs low, never high. A live process that could
+not renew in time (the database away for an epoch) admits nothing against a lease that may have
+expired: it renews first, and keeps nothing of a lease the database has already taken back.
 
     BudgetExceeded (429)   a budget scope has nothing left this period; says when it resets
 """
@@ -57,7 +62,7 @@ from tallybook.config import Settings
 from tallybook.errors import ConfigError, TallybookError
 from tallybook.gateway.keys import KeyInfo
 from tallybook.ledger import budgets
-from tallybook.ledger.budgets import NANOS
+from tallybook.ledger.budgets import LEASE_SECONDS, NANOS
 from tallybook.money import fmt_amount
 
 log = logging.getLogger(__name__)
@@ -150,6 +155,8 @@ class _Scope:
         self.pool_free = 1 << 62  # what the database had left to lease, as last seen
         self.dry_until = 0.0  # monotonic time until which the database is taken to have nothing to lease
         self.last_use = 0.0
+        self.epoch: datetime | None = None  # the lease epoch (naive UTC) whose row holds `granted`
+        self.valid_until = 0.0  # epoch seconds: after this the lease may have expired, so renew first
         self.lock = asyncio.Lock()
 
     @property
@@ -243,12 +250,13 @@ class Limits:
 
     def __init__(self, engine: Engine, *, lease_fraction: float = 0.1, clock: Callable[[], float] = time.time,
                  customer_budgets: Mapping[str, Budget] | None = None, flush_seconds: float = 1.0,
-                 idle_seconds: float = 10.0) -> None:
+                 idle_seconds: float = 10.0, lease_seconds: int = LEASE_SECONDS) -> None:
         if not 0 <= lease_fraction <= 1:
             raise ValueError("lease_fraction is a share of the free allowance, between 0 and 1.")
         self.engine, self.lease_fraction, self.clock = engine, lease_fraction, clock
         self.customer_budgets = dict(customer_budgets or {})
         self.flush_seconds, self.idle_seconds = flush_seconds, idle_seconds
+        self.lease_seconds = lease_seconds
         self._windows: dict[str, _Window] = {}
         self._scopes: dict[tuple[int, str, datetime], _Scope] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -321,7 +329,7 @@ class Limits:
             for scope, budget in found:
                 state = self._state(key.org_id, scope, budget, now)
                 state.last_use = now
-                hold = state.hold(nanos) or await self._hold_slow(state, nanos)
+                hold = (state.hold(nanos) if now < state.valid_until else None) or await self._hold_slow(state, nanos)
                 holds.append(hold)
         except BaseException:
             for hold in holds:
@@ -356,7 +364,9 @@ class Limits:
             # Holding more unused lease than the pool has left starves the other processes: give it back.
             scarce = state.free > state.pool_free
             give_back = release or scarce or not current or now - state.last_use > self.idle_seconds
-            if state.used or (give_back and state.granted > state.held):
+            renew = state.granted > 0 and state.epoch is not None and \
+                budgets.lease_epoch(_naive(now), self.lease_seconds) > state.epoch
+            if state.used or renew or (give_back and state.granted > state.held):
                 async with state.lock:
                     await self._sync(state, release=give_back)
             if not current and not (state.held or state.used or state.granted):
@@ -385,7 +395,9 @@ class Limits:
 
     async def _hold_slow(self, state: _Scope, nanos: int) -> _Hold:
         async with state.lock:
-            hold = state.hold(nanos)
+            if self.clock() >= state.valid_until and (state.granted or state.used):
+                await self._sync(state)  # renew (or learn it is gone) before admitting against it
+            hold = state.hold(nanos) if self.clock() < state.valid_until else None
             if hold is None and time.monotonic() >= state.dry_until:
                 await self._sync(state, need=nanos - max(state.free, 0))
                 hold = state.hold(nanos)
@@ -400,21 +412,27 @@ class Limits:
 
         Local counters change before the call and are restored if it fails; the call is shielded, so
         a cancelled request cannot leave the process and the database disagreeing."""
-        spend = state.used
-        unreserve = state.granted - state.held if release else min(spend, state.granted - state.held)
+        spend, granted, epoch = state.used, state.granted, state.epoch
+        unreserve = max(0, state.granted - state.held if release else min(spend, state.granted - state.held))
         state.used -= spend
         state.granted -= unreserve
         edge_settled = not state.edge  # so its overrun, if any, is in `spend` and the lease below absorbs it
+        now = self.clock()
         call = asyncio.ensure_future(asyncio.to_thread(
-            self._sync_db, state.org_id, state.scope, state.start, state.limit_nanos, spend, unreserve, need))
+            self._sync_db, state, _naive(now), spend, granted, epoch, unreserve, need))
 
-        def done(future: asyncio.Future[tuple[int, budgets.Counter]]) -> None:
+        def done(future: asyncio.Future[budgets.Leased]) -> None:
             if future.cancelled() or future.exception() is not None:
                 state.used += spend
                 state.granted += unreserve
                 return
-            leased, counter = future.result()
-            state.granted += leased
+            result = future.result()
+            leased, counter = result.leased, result.counter
+            state.granted, state.epoch = result.granted, result.epoch
+            margin = min(self.flush_seconds + 1, self.lease_seconds / 2)  # a renewal in flight, and clock skew
+            state.valid_until = result.epoch.replace(tzinfo=UTC).timestamp() + 2 * self.lease_seconds - margin
+            if result.lost:
+                log.warning("A budget lease of %s expired before it was renewed (the database was away?)", state.scope)
             if leased and edge_settled:
                 state.edge_ok = True
             if leased < need:  # an exhausted scope is asked again after `flush_seconds`, not per request
@@ -425,12 +443,13 @@ class Limits:
         call.add_done_callback(done)
         await asyncio.shield(call)
 
-    def _sync_db(self, org_id: int, scope: str, start: datetime, limit_nanos: int, spend: int, unreserve: int,
-                 need: int) -> tuple[int, budgets.Counter]:
+    def _sync_db(self, state: _Scope, now: datetime, spend: int, granted: int, epoch: datetime | None,
+                 unreserve: int, need: int) -> budgets.Leased:
         with self.engine.begin() as conn:
-            return budgets.settle_and_lease(
-                conn, org_id=org_id, scope=scope, period_start=start, limit_nanos=limit_nanos, spend=spend,
-                unreserve=unreserve, need=need, fraction=self.lease_fraction)
+            return budgets.renew_and_lease(
+                conn, org_id=state.org_id, scope=state.scope, period_start=state.start, limit_nanos=state.limit_nanos,
+                now=now, spend=spend, granted=granted, epoch=epoch, unreserve=unreserve, need=need,
+                fraction=self.lease_fraction, lease_seconds=self.lease_seconds)
 
     def _start_ticker(self) -> None:
         if self._ticker is None and not self._closed:
@@ -443,6 +462,11 @@ class Limits:
                 await self.flush(release=False)
             except Exception as exc:  # the database is away: keep the spend in memory and try again
                 log.warning("Could not write budget spend (will retry): %s", exc)
+
+
+def _naive(epoch_seconds: float) -> datetime:
+    """Naive UTC, as the ledger stores times."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).replace(tzinfo=None)
 
 
 def retry_after_header(seconds: float) -> str:
