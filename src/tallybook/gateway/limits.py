@@ -38,7 +38,9 @@ unflushed spend (at most `flush_seconds` of it; the spool still has the events) 
 back to the pool one to two epochs after its last renewal, taken back by whichever process next
 settles or leases in that scope. Until then the cap errs low, never high. A live process that could
 not renew in time (the database away for an epoch) admits nothing against a lease that may have
-expired: it renews first, and keeps nothing of a lease the database has already taken back.
+expired: it renews first, and keeps nothing of a lease the database has already taken back. (What it
+had in flight when the lease lapsed is still charged in full, so only after such an outage may the
+cap be passed by more than the bound above: by those requests.)
 
     BudgetExceeded (429)   a budget scope has nothing left this period; says when it resets
 """
