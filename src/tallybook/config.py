@@ -79,6 +79,10 @@ class Settings(BaseSettings):
         "", description="Budgets per customer (X-Tallybook-Customer, or the key's customer) across all keys, "
         "e.g. acme=500/month,globex=100 EUR/day.",
     )
+    gateway_tracing: bool = Field(
+        False, description="Send an OpenTelemetry span per gateway request (GenAI semantic conventions) to the "
+        "OTEL_EXPORTER_OTLP_* endpoint; needs pip install \"tallybook[otel]\". Off: no cost at all.",
+    )
 
     # --- web (dashboard, REST API, sign-in) and the sync scheduler of `tallybook serve` ---
     web_host: str = Field("127.0.0.1", description="Address `tallybook serve` listens on (0.0.0.0: every interface).")
