@@ -30,6 +30,7 @@ from tallybook.gateway.limits import Limits
 from tallybook.gateway.metering import load_tokenizer
 from tallybook.gateway.providers import UPSTREAMS, Upstream
 from tallybook.gateway.spool import Spool
+from tallybook.gateway.tracing import Tracing
 from tallybook.ledger.db import connect, open_ledger
 from tallybook.security.vault import Vault
 
@@ -66,8 +67,9 @@ def build_app() -> Gateway:
         await limits.close()
         engine.dispose()
 
+    tracing = Tracing.start() if settings.gateway_tracing else None
     return create_app(keys=KeyCache(engine), limits=limits, spool=spool, upstreams=load_upstreams(settings, engine),
-                      settings=settings, on_startup=[start], on_shutdown=[stop])
+                      settings=settings, tracing=tracing, on_startup=[start], on_shutdown=[stop])
 
 
 @handle_errors

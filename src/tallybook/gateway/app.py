@@ -33,7 +33,6 @@ from tallybook.gateway.limits import BudgetExceeded
 from tallybook.gateway.metering import Meter, estimate_usage
 from tallybook.gateway.metrics import Metrics
 from tallybook.gateway.providers.base import StreamTracker, Upstream, Upstreams
-from tallybook.gateway.upstream import Response, UpstreamError, UpstreamTimeout
 from tallybook.gateway.routing import (
     ROUTES,
     Call,
@@ -49,7 +48,8 @@ from tallybook.gateway.routing import (
     request_model,
     with_stream_usage,
 )
-
+from tallybook.gateway.tracing import Tracing
+from tallybook.gateway.upstream import Response, UpstreamError, UpstreamTimeout
 
 log = logging.getLogger(__name__)
 Scope = dict[str, Any]
@@ -66,9 +66,10 @@ Hook = Callable[[], Awaitable[None]]
 
 class Gateway:
     def __init__(self, *, keys: KeyCache, limits: Any, spool: Any, upstreams: Upstreams, settings: Settings,
-                 meter: Meter | None = None, metrics: Metrics | None = None,
+                 meter: Meter | None = None, metrics: Metrics | None = None, tracing: Tracing | None = None,
                  on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] = ()) -> None:
         self.keys, self.limits, self.spool, self.upstreams = keys, limits, spool, upstreams
+        self.tracing = tracing  # None (the default): no span is built, OpenTelemetry is never imported
         self.on_startup, self.on_shutdown = list(on_startup), list(on_shutdown)
         self.max_body = settings.gateway_max_body_bytes
         self.passthrough = settings.gateway_passthrough_keys
@@ -353,6 +354,9 @@ class Gateway:
             event_id=call.event_id if call.event_id and (outcome == "ok" or not call.idem) else new_event_id())
         await self.spool.append(event)
         self.metrics.observe(event)
+        if self.tracing is not None:
+            self.tracing.record(event, call.started, call.headers, call.body,
+                                call.upstream.base_url if call.upstream is not None else None)
         return event
 
     async def settle(self, call: Call, event: UsageEvent) -> None:
@@ -382,13 +386,15 @@ class Gateway:
 
 def create_app(*, keys: KeyCache, limits: Any, spool: Any, upstreams: Upstreams | list[Upstream],
                settings: Settings, meter: Meter | None = None, metrics: Metrics | None = None,
-               on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] = ()) -> Gateway:
+               tracing: Tracing | None = None, on_startup: Sequence[Hook] = (),
+               on_shutdown: Sequence[Hook] = ()) -> Gateway:
     """The gateway ASGI app. `limits` may be None (no rate limits or budgets); `spool` needs only
-    `async append(event)`; the hooks run at lifespan startup and shutdown."""
+    `async append(event)`; `tracing` (gateway.tracing) emits OpenTelemetry spans; the hooks run at
+    lifespan startup and shutdown."""
     if not isinstance(upstreams, Upstreams):
         upstreams = Upstreams(upstreams)
     return Gateway(keys=keys, limits=limits, spool=spool, upstreams=upstreams, settings=settings, meter=meter,
-                   metrics=metrics, on_startup=on_startup, on_shutdown=on_shutdown)
+                   metrics=metrics, tracing=tracing, on_startup=on_startup, on_shutdown=on_shutdown)
 
 
 async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
