@@ -72,8 +72,6 @@ def test_one_worker_keeps_its_metrics_in_memory_and_leaves_no_directory() -> Non
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-@pytest.mark.xfail(strict=True, reason="cli/gateway.py does not enter metrics.shared_across_workers(workers) "
-                   "around uvicorn.run yet; asked in /work/gateway-handoff.md")
 def test_every_worker_reports_the_sum_over_all_workers(cli_env: dict[str, str], tmp_path: Path) -> None:
     fake = OpenAIChatFake()
     with serve_in_thread(fake.app) as upstream:

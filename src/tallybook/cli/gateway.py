@@ -28,6 +28,7 @@ from tallybook.gateway.credentials import open_credentials
 from tallybook.gateway.keys import KeyCache
 from tallybook.gateway.limits import Limits
 from tallybook.gateway.metering import load_tokenizer
+from tallybook.gateway.metrics import shared_across_workers
 from tallybook.gateway.providers import UPSTREAMS, Upstream
 from tallybook.gateway.spool import Spool
 from tallybook.gateway.tracing import Tracing
@@ -104,7 +105,8 @@ def gateway(
               f"ledger {safe_url(settings.database_url)}; spool {spool_directory(settings)}")
     flusher = start_background()
     try:
-        uvicorn.run("tallybook.cli.gateway:build_app", factory=True, host=host, port=port, workers=workers,
-                    loop="uvloop", http="httptools", log_level="warning", access_log=False, lifespan="on")
+        with shared_across_workers(workers):  # /metrics of any worker sums them all
+            uvicorn.run("tallybook.cli.gateway:build_app", factory=True, host=host, port=port, workers=workers,
+                        loop="uvloop", http="httptools", log_level="warning", access_log=False, lifespan="on")
     finally:
         stop_background(flusher, settings)
