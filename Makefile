@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test test-fast bench serve-fakes clean
+.PHONY: install demo test test-fast bench bench-gateway serve-fakes clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test-fast: install           ## the tests without the slow end-to-end ones
 bench: install               ## ingest and sync throughput (prints figures)
 	@bash scripts/ensure-postgres.sh || true
 	$(BIN)/python bench/sync_bench.py
+
+bench-gateway: install       ## gateway overhead: direct vs tallybook vs nginx vs LiteLLM at 100/500 req/s and flat out
+	$(BIN)/python bench/gateway_bench.py
 
 serve-fakes: install         ## keep the fake OpenAI/Anthropic admin APIs running on :8901/:8902
 	$(BIN)/tallybook fakes serve
