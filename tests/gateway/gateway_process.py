@@ -43,7 +43,7 @@ class GatewayProcess:
 
 
 def start_gateway(env: dict[str, str], log: Path, *, workers: int = 1, port: int | None = None,
-                  timeout: float = 30) -> GatewayProcess:
+                  timeout: float = 120) -> GatewayProcess:
     """Run `tallybook gateway` with `env` (on top of this process's) and return once /readyz answers 200."""
     port = port or free_port()
     with log.open("ab") as stderr:
