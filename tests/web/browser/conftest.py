@@ -133,7 +133,8 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
     assert AXE.exists(), f"axe-core missing at {AXE}: run scripts/ensure-chromium.sh"
     page.add_script_tag(path=str(AXE))
     return page.evaluate("""async () => {
-        const result = await axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}});
+        const result = await axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+                                              resultTypes: ["violations"]});
         return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
                                             nodes: v.nodes.slice(0, 5).map(n => n.target.join(" ") + " :: " + n.failureSummary)}));
     }""")
