@@ -78,6 +78,8 @@ def test_an_admin_sees_every_page(client: TestClient, member: Callable[..., int]
 
 @pytest.mark.parametrize("role", ["viewer", "analyst"])
 def test_only_admins_reach_settings_and_connect(client: TestClient, member: Callable[..., int], role: str) -> None:
+    from tests.web.conftest import form_csrf
+
     member("ada@acme.test")
     member("vic@acme.test", role=role)
     signed_in(client, "vic@acme.test")
@@ -86,6 +88,7 @@ def test_only_admins_reach_settings_and_connect(client: TestClient, member: Call
         assert refused.status_code == 403
         assert "Your role does not allow this page" in refused.text
     assert 'href="/settings"' not in client.get("/").text
+    assert client.post("/connect/sync", data={"csrf_token": form_csrf(client)}).status_code == 403
 
 
 def test_a_viewer_sees_dashboards_but_downloads_nothing(client: TestClient, member: Callable[..., int],
@@ -269,6 +272,13 @@ def test_connecting_checks_the_key_then_syncs_in_the_background(client: TestClie
         stored = conn.execute(sa.select(t.connections.c.secret_sealed, t.connections.c.last_sync_at)).one()
     assert DEMO_KEYS["openai"] not in stored.secret_sealed and stored.last_sync_at is not None
     assert client.get("/connect/runs/999999/status").status_code == 404
+    again = client.post("/connect/sync", data={"csrf_token": form["csrf_token"]})
+    assert again.status_code == 303 and again.headers["location"].endswith("?sync=all")
+    deadline = time.monotonic() + 60
+    while (status := client.get(again.headers["location"].split("?")[0] + "/status").json())["finished"] is False:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status["state"] == "succeeded"
 
 
 def test_the_sign_in_page_offers_sso_only_when_it_is_configured(web_settings, engine: sa.Engine,  # type: ignore[no-untyped-def]
@@ -303,3 +313,12 @@ def test_the_trend_follows_the_largest_groups_when_there_are_many(client: TestCl
     trend = rows_of(client.get("/spend?group=project&download=trend"))
     assert {r["project"] for r in trend} == {f"proj_{p:02d}" for p in range(3, MAX_SERIES + 3)}
     assert len(rows_of(client.get("/spend?group=project&download=breakdown"))) == MAX_SERIES + 3
+
+
+def test_sync_now_without_a_connection_says_what_to_do(client: TestClient, member: Callable[..., int]) -> None:
+    from tests.web.conftest import form_csrf
+
+    member("ada@acme.test")
+    signed_in(client, "ada@acme.test")
+    refused = client.post("/connect/sync", data={"csrf_token": form_csrf(client)})
+    assert refused.status_code == 400 and "connect a provider first" in refused.text

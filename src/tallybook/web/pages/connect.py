@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from tallybook.cli.connect import secret_context
 from tallybook.connectors.registry import PROVIDERS, build_connector
 from tallybook.connectors.sync import midnight
-from tallybook.errors import TallybookError
+from tallybook.errors import AccessError, TallybookError
 from tallybook.ledger import store
 from tallybook.security.redaction import fingerprint, redact
 from tallybook.security.vault import Vault
@@ -81,6 +81,17 @@ def connect_provider(request: Request, principal: Principal = Depends(admin_page
     return RedirectResponse(f"/connect/runs/{run_id}?{query}", status_code=303)
 
 
+@router.post("/connect/sync")
+def sync_now(request: Request, principal: Principal = Depends(admin_page), csrf_token: str = Form("")) -> Response:
+    """Sync every connection of the organisation now, each from where its last sync ended."""
+    verify_csrf(request, csrf_token)
+    try:
+        job_id = jobs.start_sync(request.app.state.engine, principal.org_id, settings=request.app.state.settings)
+    except AccessError:
+        return _form(request, principal, status=400, error=translator(request)("connect.error_nothing"))
+    return RedirectResponse(f"/connect/runs/{job_id}?sync=all", status_code=303)
+
+
 def _status(request: Request, principal: Principal, job_id: int) -> dict[str, object]:
     """The job's progress for the page and its poll: steps done of all its runs, rows written, a message."""
     with request.app.state.engine.connect() as conn:
@@ -108,7 +119,7 @@ def sync_progress(request: Request, run_id: int, principal: Principal = Depends(
     return render(request, principal, "connect_progress.html", title="connect.progress_title",
                   run=_status(request, principal, run_id), connection=q.get("connection", ""),
                   key_hint=q.get("key", ""), permissions=[p for p in q.get("permissions", "").split(",") if p],
-                  rotated=bool(q.get("rotated")))
+                  rotated=bool(q.get("rotated")), sync_all=q.get("sync") == "all")
 
 
 @router.get("/connect/runs/{run_id}/status")
