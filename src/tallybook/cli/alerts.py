@@ -6,18 +6,15 @@ from __future__ import annotations
 import time
 from enum import Enum
 
-import httpx
 import typer
-from sqlalchemy import select
 
 from tallybook import audit
-from tallybook.alerts import channels as channel_kinds
 from tallybook.alerts import rules as alert_rules
-from tallybook.alerts.message import DeliveryFailed, Message
-from tallybook.alerts.runner import dashboard_link, run_once
+from tallybook.alerts.history import deliveries, send_test
+from tallybook.alerts.message import DeliveryFailed
+from tallybook.alerts.runner import run_once
 from tallybook.cli.common import Context, Format, FormatOption, OrgOption, emit, err, handle_errors, out
 from tallybook.errors import AlertError
-from tallybook.ledger import schema_alerts as ta
 from tallybook.security.vault import Vault
 
 alerts_app = typer.Typer(help="Alerts: rules (budgets, forecasts, anomalies, syncs) and channels (Slack, webhook, email).",
@@ -176,15 +173,10 @@ def test(channel: str = typer.Argument(..., help="Channel name."), org: str = Or
         found = alert_rules.channels(conn, Vault.from_settings(ctx.settings), ctx.org_id).get(channel)
     if found is None:
         raise AlertError(f"No channel named {channel!r}; `tallybook alerts channels list` shows them.")
-    message = Message("test", "test", "tallybook test alert", (
-        f"This is a test of channel {channel!r} of organisation {ctx.org_slug!r}.",), {"Channel": channel},
-        dashboard_link(ctx.settings), delivery_id=f"tbd_test_{int(time.time())}")
-
-    with httpx.Client(timeout=ctx.settings.http_timeout) as client:
-        try:
-            channel_kinds.send(found, message, ctx.settings, client)
-        except DeliveryFailed as e:
-            raise AlertError(f"Channel {channel!r} did not take the test message: {e}") from None
+    try:
+        send_test(found, ctx.org_slug, ctx.settings)
+    except DeliveryFailed as e:
+        raise AlertError(f"Channel {channel!r} did not take the test message: {e}") from None
     err.print(f"Sent a test message to {channel!r} ({found.target_hint}).")
 
 
@@ -201,16 +193,8 @@ def history(
     Example: tallybook alerts history --status failed
     """
     ctx = Context(org)
-    d, r = ta.alert_deliveries.c, ta.alert_rules.c
-    query = (select(d.id, d.created_at, d.sent_at, r.name.label("rule"), d.channel, d.subject, d.status, d.attempts,
-                    d.last_error).join(ta.alert_rules, r.id == d.rule_id)
-             .where(d.org_id == ctx.org_id).order_by(d.id.desc()).limit(limit))
-    if rule:
-        query = query.where(r.name == rule)
-    if status:
-        query = query.where(d.status == status)
     with ctx.engine.connect() as conn:
-        rows = [dict(row._mapping) for row in conn.execute(query)]
+        rows = deliveries(conn, ctx.org_id, rule=rule, status=status, limit=limit)
     emit(rows, fmt, ["id", "created_at", "rule", "channel", "subject", "status", "attempts", "sent_at", "last_error"],
          title="Alert deliveries")
 

@@ -9,12 +9,13 @@ from datetime import timedelta
 import stripe
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tallybook import audit
 from tallybook.billing import setup
 from tallybook.billing.preview import preview as build_preview
 from tallybook.billing.queue import drain, plan, utcnow
+from tallybook.billing.status import queue_status
 from tallybook.billing.stripe_client import describe, make_client
 from tallybook.cli.common import (
     Context,
@@ -210,11 +211,8 @@ def status(fmt: Format = FormatOption, org: str = OrgOption) -> None:
     Example: tallybook billing status --format json
     """
     ctx = Context(org)
-    e = tb.billing_events.c
     with ctx.engine.connect() as conn:
-        rows = [{"status": r.status, "events": int(r.n), "last_error": r.err} for r in conn.execute(
-            select(e.status, func.count().label("n"), func.max(e.last_error).label("err"))
-            .where(e.org_id == ctx.org_id).group_by(e.status).order_by(e.status))]
+        rows = queue_status(conn, ctx.org_id)
     emit(rows, fmt, ["status", "events", "last_error"], title="Stripe meter events")
 
 
