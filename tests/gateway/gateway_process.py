@@ -30,7 +30,7 @@ class GatewayProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def stop(self, timeout: float = 30) -> int:
+    def stop(self, timeout: float = 90) -> int:
         """A graceful stop (SIGINT, as Ctrl-C): the workers flush their spools into the ledger."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
