@@ -1,10 +1,11 @@
 """Gateway spool throughput and latency: appends/s and p50/p99 append latency, by concurrency.
 
     .venv/bin/python bench/spool_bench.py [--events 20000] [--dir /path/on/the/real/disk]
-        [--flush sqlite:///bench.db] [--busy-hour 200000]
+        [--sync background|answer] [--flush sqlite:///bench.db] [--busy-hour 200000]
 
 Each concurrency level runs that many asyncio "requests" appending events back to back; an append's
-latency runs from the call until the event is written and fsynced. With --flush, the spool is then
+latency runs from the call until it returns: the event is written (`--sync background`, the
+gateway's default: fdatasync follows in the background) or written and fdatasynced (`--sync answer`). With --flush, the spool is then
 flushed into that (fresh) ledger and the flush rate is printed, then the cost of one flush of 1 and
 of 100 events into an hour that already holds --busy-hour events (the flusher's steady state).
 """
@@ -36,8 +37,8 @@ def event(n: int) -> UsageEvent:
         tags={"env": "prod"}, list_cost=Decimal("0.0061"), price_version="openai:2026-10-01")
 
 
-async def run(directory: Path, events: int, concurrency: int) -> tuple[float, list[float]]:
-    spool = Spool(directory)
+async def run(directory: Path, events: int, concurrency: int, sync: str) -> tuple[float, list[float]]:
+    spool = Spool(directory, sync=sync)
     latencies: list[float] = []
     per_task = events // concurrency
 
@@ -59,16 +60,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--dir", type=Path, default=None, help="spool directory (default: a temporary one)")
+    parser.add_argument("--sync", choices=("background", "answer"), default="background")
     parser.add_argument("--flush", default=None, help="a ledger URL to flush the spooled events into")
     parser.add_argument("--busy-hour", type=int, default=200_000, help="events already in the hour (with --flush)")
     args = parser.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="spool-bench-"))
-    print(f"spool in {base}")
+    print(f"spool in {base}, sync={args.sync}")
     print(f"{'concurrency':>11} {'appends/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for concurrency in (1, 16, 128, 512):
         events = args.events if concurrency > 1 else min(args.events, 2000)
         directory = base / f"c{concurrency}"
-        elapsed, latencies = asyncio.run(run(directory, events, concurrency))
+        elapsed, latencies = asyncio.run(run(directory, events, concurrency, args.sync))
         q = statistics.quantiles(latencies, n=100)
         print(f"{concurrency:>11} {len(latencies) / elapsed:>10.0f} {q[49] * 1000:>8.2f} {q[98] * 1000:>8.2f}")
     if args.flush:
