@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated
 
 import pytest
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from tallybook.errors import AccessError, InvalidCredentials, LoginThrottled
 from tallybook.ledger.schema_access import api_tokens, users, web_sessions
+from tallybook.ledger.store import utcnow
 from tallybook.web.auth import (
     Principal,
     api_principal,
@@ -288,3 +290,26 @@ def test_session_switches_only_to_its_users_organisations(routes: FastAPI, clien
                               headers={"Accept": "application/json"})
         assert refused.status_code == 404
     assert client.get("/api/v1/_test/whoami").json()["org"] == "globex"
+
+
+
+def test_a_used_session_and_its_cookie_live_on(routes: FastAPI, client: TestClient, engine: sa.Engine,
+                                               member: Callable[..., int], web_settings) -> None:  # type: ignore[no-untyped-def]
+    member("ada@example.com")
+    signed_in(client, "ada@example.com")
+    quiet = client.get("/api/v1/_test/whoami")
+    assert quiet.status_code == 200 and "set-cookie" not in quiet.headers  # just signed in: nothing to extend
+    ten_days_ago = utcnow() - timedelta(days=10)
+    with engine.begin() as conn:
+        conn.execute(sa.update(web_sessions).values(last_seen_at=ten_days_ago,
+                                                    expires_at=ten_days_ago + timedelta(days=14)))
+    used = client.get("/api/v1/_test/whoami")
+    assert used.status_code == 200
+    cookie = used.headers["set-cookie"]
+    assert f"Max-Age={web_settings.session_days * 86400}" in cookie and "HttpOnly" in cookie
+    with engine.connect() as conn:
+        expires = conn.execute(sa.select(web_sessions.c.expires_at)).scalar_one()
+    assert expires - utcnow() > timedelta(days=web_settings.session_days - 1)
+    with engine.begin() as conn:  # and left unused past its expiry, it is over
+        conn.execute(sa.update(web_sessions).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert client.get("/api/v1/_test/whoami").status_code == 401

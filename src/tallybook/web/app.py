@@ -23,6 +23,7 @@ from tallybook.errors import AccessError, LoginThrottled
 from tallybook.ledger.db import open_ledger
 from tallybook.security.vault import Vault
 from tallybook.web.auth.deps import CSRF_COOKIE, cookie_secure
+from tallybook.web.auth.sessions import COOKIE
 from tallybook.web.errors import ApiError, LoginRequired
 
 STATIC = Path(__file__).parent / "static"
@@ -59,12 +60,18 @@ def create_app(settings: Settings | None = None, *, engine: sa.Engine | None = N
     _install_error_handlers(app)
 
     @app.middleware("http")
-    async def set_csrf_cookie(request: Request, call_next: Any) -> Response:
+    async def set_cookies(request: Request, call_next: Any) -> Response:
+        """The pre-sign-in CSRF cookie when a form needed one; a used session's cookie lives on as it does."""
         response: Response = await call_next(request)
         value = getattr(request.state, "new_csrf_cookie", None)
         if value:
             response.set_cookie(CSRF_COOKIE, value, httponly=True, samesite="lax", secure=cookie_secure(request),
                                 path="/")
+        session = getattr(request.state, "tallybook_session", None)
+        already = any(h.startswith(f"{COOKIE}=") for h in response.headers.getlist("set-cookie"))
+        if session is not None and session.extended and not already:
+            response.set_cookie(COOKIE, request.cookies[COOKIE], max_age=settings.session_days * 86400,
+                                httponly=True, samesite="lax", secure=cookie_secure(request), path="/")
         return response
 
     @app.get("/healthz", include_in_schema=False)

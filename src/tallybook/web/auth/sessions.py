@@ -26,6 +26,7 @@ _TOUCH_EVERY = timedelta(minutes=5)  # a session's expiry is pushed back at most
 class Session:
     principal: Principal
     csrf_token: str
+    extended: bool = False  # its expiry moved on: the cookie's lifetime should follow
 
 
 def _hash(value: str) -> str:
@@ -68,11 +69,12 @@ def load_session(conn: Connection, value: str, *, days: int = 14) -> Session | N
     now = utcnow()
     if row is None or row.status != "active" or row.expires_at <= now:
         return None
-    if now - row.last_seen_at > _TOUCH_EVERY:
+    extended = now - row.last_seen_at > _TOUCH_EVERY
+    if extended:
         conn.execute(update(web_sessions).where(s.id_hash == row.id_hash).values(
             last_seen_at=now, expires_at=now + timedelta(days=days)))
     principal = Principal(row.user_id, row.email, row.org_id, row.slug, check_role(row.role), "session")
-    return Session(principal, row.csrf_token)
+    return Session(principal, row.csrf_token, extended)
 
 
 def switch_org(conn: Connection, value: str, org_id: int) -> None:
