@@ -142,3 +142,18 @@ def test_a_mapping_file_of_ones_own(cli_env, tmp_path) -> None:
     assert ledger_totals(cli_env["TALLYBOOK_DATABASE_URL"]) == {("csv:acme", "USD"): Decimal("12.55")}
     unknown = run("import", "csv", str(path), "--source", "acme", "--mapping", "no-such-mapping")
     assert unknown.exit_code == 2 and "vertex-billing" in unknown.stderr
+
+
+def test_replace_makes_a_corrected_file_drop_the_rows_it_no_longer_has(cli_env, tmp_path) -> None:
+    first, corrected = tmp_path / "first.csv", tmp_path / "corrected.csv"
+    first.write_text(GOOD)
+    corrected.write_text(GOOD.replace("2026-10-02,deepl,API usage,12.65,EUR\n", "")
+                         .replace("Pro seats,400.00", "Pro seats (credit applied),380.00"))
+    ok("import", "csv", str(first), "--source", "bills", "--mapping", "vendor-bill")
+    ok("import", "csv", str(corrected), "--source", "bills", "--mapping", "vendor-bill")
+    url = cli_env["TALLYBOOK_DATABASE_URL"]
+    # row by row: the corrected file's lines are new records, the old ones stay beside them
+    assert ledger_totals(url) == {("csv:bills", "USD"): Decimal(780), ("csv:bills", "EUR"): Decimal("87.35")}
+    for _ in range(2):
+        ok("import", "csv", str(corrected), "--source", "bills", "--mapping", "vendor-bill", "--replace")
+        assert ledger_totals(url) == {("csv:bills", "USD"): Decimal(380), ("csv:bills", "EUR"): Decimal("87.35")}

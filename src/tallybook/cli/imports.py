@@ -40,6 +40,8 @@ def import_csv_command(
     mapping: str = typer.Option(..., "--mapping", help=f"A mapping file (.toml) or a built-in mapping: "
                                 f"{', '.join(builtin_names())}."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the whole file and preview it; write nothing."),
+    replace: bool = typer.Option(False, "--replace", help="The file replaces this source's records of the days "
+                                 "it covers (a corrected export); default: upsert row by row."),
     fmt: Format = FormatOption, org: str = OrgOption,
 ) -> None:
     """Import a CSV file of costs (and token usage) into the ledger, all rows or none.
@@ -57,7 +59,7 @@ def import_csv_command(
         return
     ctx = Context(org)
     with ctx.engine.begin() as conn:
-        result = import_csv(conn, ctx.org_id, parsed)
+        result = import_csv(conn, ctx.org_id, parsed, replace=replace)
     _report(result, fmt)
 
 

@@ -1,7 +1,7 @@
 """CSV imports: spend with no API (console exports, seat invoices, billing exports, vendor bills).
 
     parse_csv(data, mapping, *, source, path) -> ParsedFile     validate every row; raise on the first bad one
-    import_csv(conn, org_id, parsed) -> ImportResult             write it, in the caller's transaction
+    import_csv(conn, org_id, parsed, *, replace=False) -> ImportResult   write it, in the caller's transaction
 
 A file is all or nothing: `parse_csv` reads and checks the whole file before anything is written, and
 names the line and column of the first problem (`ImportFileError`: a date that does not parse, a
@@ -234,18 +234,27 @@ def _parse_amount(value: str | None, mapping: Mapping, fail) -> Decimal:  # type
     return amount * CENT_UNITS if mapping.amount_unit == "cents" else amount
 
 
-def import_csv(conn: Connection, org_id: int, parsed: ParsedFile) -> ImportResult:
+def import_csv(conn: Connection, org_id: int, parsed: ParsedFile, *, replace: bool = False) -> ImportResult:
     """Write a parsed file through the ledger's write door and refresh its days' rollups.
 
+    With `replace`, the source's records of every day from the file's first to its last are replaced
+    by the file's (a corrected export drops the rows it no longer has); otherwise each record is
+    upserted on its natural key and other records of those days stay.
     Call inside `with engine.begin() as conn:` so the file commits whole or not at all.
     """
     cost_rows = store.cost_rows(org_id, CONNECTION_ID, parsed.costs)
-    store.upsert_costs(conn, cost_rows)
     usage_rows = store.usage_rows(org_id, CONNECTION_ID, parsed.usage)
-    if usage_rows:
-        store.upsert_usage(conn, usage_rows)
     first, last = parsed.first_day, parsed.last_day
     assert first is not None and last is not None  # parse_csv refuses a file with no rows
+    if replace:
+        for stream, usage, costs in (("usage", parsed.usage, []), (parsed.mapping.kind, [], parsed.costs)):
+            store.replace_window(conn, org_id=org_id, connection_id=CONNECTION_ID, source=parsed.source,
+                                 stream=stream, bucket_width="1d", start=first, end=last + timedelta(days=1),
+                                 usage=usage, costs=costs)
+    else:
+        store.upsert_costs(conn, cost_rows)
+        if usage_rows:
+            store.upsert_usage(conn, usage_rows)
     rollup.refresh_daily(conn, org_id, first, last + timedelta(days=1), source=parsed.source)
     totals = parsed.totals()
     conn.execute(insert(ti.import_runs).values(
