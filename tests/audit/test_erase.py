@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from tallybook.gateway.events import Usage, UsageEvent
 from tallybook.gateway.flusher import write_events
 from tallybook.ledger import schema as t
+from tallybook.ledger.budgets import lease_scope
 from tallybook.ledger import store
 
 from tests.cli.helpers import ok, run
@@ -35,6 +36,8 @@ def seed(env: dict[str, str]) -> int:
         write_events(conn, [event(i, CUSTOMER if i % 2 else OTHER, org_id=org) for i in range(20)])
         conn.execute(sa.insert(t.budget_spend).values(org_id=org, scope=f"customer:{CUSTOMER}", period_start=DAY,
                                                       spent_nanos=1000, reserved_nanos=0))
+        conn.execute(sa.insert(t.budget_spend).values(org_id=org, scope=lease_scope(f"customer:{CUSTOMER}", DAY),
+                                                      period_start=DAY, spent_nanos=0, reserved_nanos=50))
     engine.dispose()
     return org
 
@@ -76,6 +79,8 @@ def test_erase_leaves_no_trace_of_the_customer_yet_the_chain_verifies(cli_env: d
     done = ok("erase", "--customer", CUSTOMER, "--yes", "--format", "json", env=cli_env).json()
 
     assert mentions(url, CUSTOMER) == []
+    lease = lease_scope(f"customer:{CUSTOMER}", DAY)
+    assert mentions(url, lease.rsplit(":", 1)[0]) == []  # not even the digest of its budget scope
     assert ok("audit", "verify", "--format", "json", env=cli_env).json()["ok"] is True
     after = gateway_totals(cli_env)
     token = done["anonymous_token"]

@@ -7,8 +7,8 @@ In one transaction:
     token (`erased-<hex>`) instead: totals and per-period figures are unchanged, the name is gone
     (usage records get the natural key of their new dimensions, so a later rebuild from the events
     lands on the same rows);
-  - tag values equal to the customer are dropped from the events' tags; budget counters move to
-    the token; a row in any other table of the organisation whose text column equals the customer
+  - tag values equal to the customer are dropped from the events' tags; budget counters (and the
+    lease rows named by a digest of the scope) move to the token; a row in any other table of the organisation whose text column equals the customer
     exactly (tables later parts add, e.g. a billing customer map) gets the token too;
   - `ERASERS` registered by other parts run (e.g. to delete a Stripe customer mapping);
   - the erasure is recorded in the audit chain, then the customer's `audit_subjects` rows are
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, String, Text, delete, select, update
 
 from tallybook.audit.log import record
+from tallybook.ledger import budgets
 from tallybook.ledger import schema as t
 from tallybook.ledger import schema_ops as ops
 from tallybook.ledger.records import USAGE_DIMENSIONS, usage_key
@@ -69,6 +71,7 @@ def erase_customer(conn: Connection, org_id: int, customer: str, *, actor: str) 
     b = t.budget_spend.c
     result.changed["budget_spend"] = conn.execute(update(t.budget_spend).where(
         b.org_id == org_id, b.scope == f"customer:{customer}").values(scope=f"customer:{token}")).rowcount
+    result.changed["budget_spend.leases"] = _move_leases(conn, org_id, customer, token)
     for table in t.metadata.sorted_tables:
         if table.name in _SKIP or "org_id" not in table.c:
             continue
@@ -90,6 +93,22 @@ def erase_customer(conn: Connection, org_id: int, customer: str, *, actor: str) 
     conn.execute(delete(ops.audit_subjects).where(s.org_id == org_id, s.value == customer,
                                                 s.kind.in_(("customer", "user", "email", "member"))))
     return result
+
+
+def _move_leases(conn: Connection, org_id: int, customer: str, token: str) -> int:
+    """Budget lease rows name their scope by a digest of it (`budgets.lease_scope`): a guessable link, so
+    they move to the token's digest too, reservations intact."""
+    def prefix(scope: str) -> str:
+        return budgets.lease_scope(scope, datetime(2000, 1, 1)).rsplit(":", 1)[0] + ":"
+
+    old, new = prefix(f"customer:{customer}"), prefix(f"customer:{token}")
+    b = t.budget_spend.c
+    rows = conn.execute(select(b.scope, b.period_start).where(b.org_id == org_id, b.scope.startswith(old))).all()
+    for scope, period_start in rows:
+        conn.execute(update(t.budget_spend).where(b.org_id == org_id, b.scope == scope,
+                                                  b.period_start == period_start)
+                     .values(scope=new + scope[len(old):]))
+    return len(rows)
 
 
 def _scrub_tags(conn: Connection, org_id: int, customer: str) -> int:
