@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from tallybook.web import i18n
 from tallybook.web.auth.deps import current_session
@@ -33,7 +34,7 @@ def render_error(request: Request, *, status: int, code: str, message: str) -> H
     """The app's error page: the catalog's `error.<code>` in the user's language, else the message."""
     try:
         session = current_session(request)
-    except Exception:  # an error page must render even when the ledger cannot be read
+    except SQLAlchemyError:  # an error page must render even when the ledger cannot be read
         session = None
     key = f"error.{code}"
     text = i18n.t(key, lang_of(request)) if i18n.has(key) else message

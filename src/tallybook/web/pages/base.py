@@ -10,7 +10,6 @@ A page builds its figures by calling `tallybook.analytics` (never by recomputing
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlalchemy import Connection, Engine
 
+from tallybook.exports.csv import write_csv
 from tallybook.ledger.store import utcnow
 from tallybook.web import i18n
 from tallybook.web.auth import Principal, csrf_token, user_orgs
@@ -103,11 +103,9 @@ class Table:
     empty: str = "table.empty"
 
     def csv(self) -> str:
+        """The table as `tallybook export` writes CSV: exact decimals as text, machine column names."""
         buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([c.key for c in self.columns])
-        for row in self.rows:
-            writer.writerow([_plain(row.get(c.key)) for c in self.columns])
+        write_csv(self.rows, [c.key for c in self.columns], buf)
         return buf.getvalue()
 
     def as_json(self) -> dict[str, Any]:
@@ -128,18 +126,6 @@ def chart_series(rows: Iterable[dict[str, Any]], *, x: str, y: str, series: Call
     datasets = [{"label": name, "data": [str(values.get(lab, 0) or 0) for lab in labels]}
                 for name, values in data.items()]
     return Chart(kind, labels, datasets, unit, stacked)
-
-
-def _plain(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="seconds")
-    if isinstance(value, (list, tuple)):
-        return ";".join(str(v) for v in value)
-    return str(value)
 
 
 def _jsonable(value: Any) -> Any:

@@ -4,10 +4,12 @@ answered by a redirect back (a new token's secret is shown once instead, on the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import Connection
 
 from tallybook.analytics import benchmark as bm
 from tallybook.errors import AccessError
@@ -48,7 +50,13 @@ def _page(request: Request, principal: Principal, *, status: int = 200, error: s
                   schedule=f"{at:%H:%M}" if at else None)
 
 
-def _back(done: str) -> Response:
+def _change(request: Request, principal: Principal, done: str, change: Callable[[Connection], object]) -> Response:
+    """Run one auth service call in a transaction; back to the page with `done`, or the refusal shown."""
+    try:
+        with request.app.state.engine.begin() as conn:
+            change(conn)
+    except AccessError as exc:
+        return _page(request, principal, status=exc.status, error=str(exc))
     return RedirectResponse(f"/settings?done={done}", status_code=303)
 
 
@@ -61,37 +69,26 @@ def settings_page(request: Request, principal: Principal = Depends(admin_page)) 
 def add_member(request: Request, principal: Principal = Depends(admin_page), csrf_token: str = Form(""),
                email: str = Form(""), role: str = Form("viewer"), password: str = Form("")) -> Response:
     verify_csrf(request, csrf_token)
-    try:
-        with request.app.state.engine.begin() as conn:
-            user_id = find_user_id(conn, email) or auth.create_user(conn, email, password or None)
-            auth.add_member(conn, principal.org_id, user_id, role)
-    except AccessError as exc:
-        return _page(request, principal, status=exc.status, error=str(exc))
-    return _back("member_added")
+
+    def add(conn: Connection) -> None:
+        auth.add_member(conn, principal.org_id, find_user_id(conn, email) or auth.create_user(
+            conn, email, password or None), role)
+
+    return _change(request, principal, "member_added", add)
 
 
 @router.post("/settings/members/{user_id}/role")
 def change_role(request: Request, user_id: int, principal: Principal = Depends(admin_page),
                 csrf_token: str = Form(""), role: str = Form("")) -> Response:
     verify_csrf(request, csrf_token)
-    try:
-        with request.app.state.engine.begin() as conn:
-            auth.set_role(conn, principal.org_id, user_id, role)
-    except AccessError as exc:
-        return _page(request, principal, status=exc.status, error=str(exc))
-    return _back("role_changed")
+    return _change(request, principal, "role_changed", lambda c: auth.set_role(c, principal.org_id, user_id, role))
 
 
 @router.post("/settings/members/{user_id}/remove")
 def remove_member(request: Request, user_id: int, principal: Principal = Depends(admin_page),
                   csrf_token: str = Form("")) -> Response:
     verify_csrf(request, csrf_token)
-    try:
-        with request.app.state.engine.begin() as conn:
-            auth.remove_member(conn, principal.org_id, user_id)
-    except AccessError as exc:
-        return _page(request, principal, status=exc.status, error=str(exc))
-    return _back("member_removed")
+    return _change(request, principal, "member_removed", lambda c: auth.remove_member(c, principal.org_id, user_id))
 
 
 @router.post("/settings/tokens")
@@ -111,9 +108,4 @@ def create_token(request: Request, principal: Principal = Depends(admin_page), c
 def revoke_token(request: Request, token_id: int, principal: Principal = Depends(admin_page),
                  csrf_token: str = Form("")) -> Response:
     verify_csrf(request, csrf_token)
-    try:
-        with request.app.state.engine.begin() as conn:
-            auth.revoke_token(conn, principal.org_id, token_id)
-    except AccessError as exc:
-        return _page(request, principal, status=exc.status, error=str(exc))
-    return _back("token_revoked")
+    return _change(request, principal, "token_revoked", lambda c: auth.revoke_token(c, principal.org_id, token_id))
