@@ -14,10 +14,16 @@ import sqlalchemy as sa
 from tallybook.analytics.finance import finance_report, parse_period
 from tallybook.cli.demo_finance import load_demo_finance
 from tallybook.ledger import schema as t
+from tallybook.ledger import schema_identity as ti
 from tallybook.ledger import store
 from tallybook.ledger.identities import load_identities
 from tests.cli.helpers import ok
 from tests.finance.seed import ledger_spend
+
+
+def seats(conn: sa.Connection) -> list[tuple[str, datetime]]:
+    c = ti.seat_assignments.c
+    return sorted(conn.execute(sa.select(c.email, c.assigned_from)).all())
 
 
 def test_loading_the_demo_finance_twice_changes_nothing(engine: sa.Engine) -> None:
@@ -28,15 +34,27 @@ def test_loading_the_demo_finance_twice_changes_nothing(engine: sa.Engine) -> No
     with engine.connect() as conn:
         before = load_identities(conn, org).rows()
         invoiced = conn.execute(sa.select(sa.func.sum(t.cost_records.c.amount_nanos))).scalar()
+        held = seats(conn)
     with engine.begin() as conn:
         load_demo_finance(conn, org, today)
     with engine.connect() as conn:
         assert load_identities(conn, org).rows() == before
         assert conn.execute(sa.select(sa.func.sum(t.cost_records.c.amount_nanos))).scalar() == invoiced
+        assert seats(conn) == held and len(held) == 6
         mover = load_identities(conn, org).lookup("email", "katherine.johnson@example.com", datetime(2026, 10, 15))
         before_move = load_identities(conn, org).lookup("email", "katherine.johnson@example.com", datetime(2026, 10, 14))
     assert first.moved_on.isoformat() == "2026-10-15"
     assert (before_move.team, mover.team) == ("research", "platform")  # type: ignore[union-attr]
+
+
+def test_a_demo_run_a_month_later_gives_no_one_a_second_seat(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "default")
+        load_demo_finance(conn, org, datetime(2026, 11, 20))
+        load_demo_finance(conn, org, datetime(2026, 12, 20))
+    with engine.connect() as conn:
+        held = seats(conn)
+    assert len(held) == 6 and {since for _, since in held} == {datetime(2026, 8, 1)}
 
 
 def _free_port() -> int:

@@ -22,7 +22,7 @@ from tallybook.connectors.csv_import import import_csv, parse_csv
 from tallybook.connectors.csv_mapping import load_mapping
 from tallybook.connectors.identity_file import parse_assignments, parse_identities, parse_plans
 from tallybook.ledger.identities import Identity, IdentityRow, apply_identities
-from tallybook.ledger.seats import put_assignment, set_plan
+from tallybook.ledger.seats import assign, set_plan
 
 DATA = Path(__file__).resolve().parent.parent / "fakes" / "data"
 MOVER = IdentityRow("email", "katherine.johnson@example.com",
@@ -52,12 +52,15 @@ def load_demo_finance(conn: Connection, org_id: int, today: datetime) -> DemoFin
     apply_identities(conn, org_id, [*identities, _dated(MOVER, moved_on)], source_file="demo_identity_map.csv")
     for plan in parse_plans(*_read("demo_seat_plans.csv")):
         set_plan(conn, org_id, plan)
-    seats = parse_assignments(*_read("demo_seats.csv"))
-    for seat in seats:
-        put_assignment(conn, org_id, seat)
     months = [first_of_month]
     for _ in range(3):
         months.insert(0, (months[0] - timedelta(days=1)).replace(day=1))
+    # The file's seats have no start: held since the first invoiced month (not since always), and a
+    # seat already held stays as it is, so a demo run next month adds no second seat.
+    since = datetime.combine(months[0], datetime.min.time())
+    seats = parse_assignments(*_read("demo_seats.csv"))
+    for seat in seats:
+        assign(conn, org_id, seat.platform, seat.plan, seat.email, since=since, origin="import")
     mapping = load_mapping("claude-team-invoice")
     parsed = parse_csv(_invoice(months, len([s for s in seats if s.platform == "claude"])), mapping,
                        source=INVOICE_SOURCE, path="demo-claude-team-invoices.csv")
