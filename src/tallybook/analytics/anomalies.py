@@ -127,25 +127,58 @@ def same_weekday(series: Mapping[date, float], day: date, rule: AnomalyRule) -> 
 
 def expectations(series: Mapping[date, float],
                  rule: AnomalyRule = AnomalyRule()) -> dict[date, Expectation]:
-    """The expected spend and range of every day of the series that has enough history, in one pass."""
-    centres: dict[date, float] = {}
+    """The expected spend and range of every day of the series that has enough history, in one pass.
+
+    The same figures as `same_weekday` and `growth` day by day (tests/analytics pin that), computed
+    on a list indexed by day number: a dashboard asks for a few hundred days of dozens of series.
+    """
+    if not series:
+        return {}
+    first = min(series)
+    span = (max(series) - first).days + 1
+    x: list[float | None] = [None] * span  # x[i]: day first + i, None where the series has no value
+    for d, v in series.items():
+        x[(d - first).days] = v
+    centre: list[float | None] = [None] * span
     found = {}
-    for day in sorted(series):
-        adjusted = same_weekday(series, day, rule)
+    for i in sorted((d - first).days for d in series):
+        adjusted = []
+        for j in range(1, rule.weeks + 1):
+            back = i - 7 * j
+            value = x[back] if back >= 0 else None
+            if value is None:
+                break  # the series had not started yet
+            adjusted.append(value * _growth(x, i, j))
         if len(adjusted) < rule.min_weeks:
             continue
-        expected = centres[day] = statistics.median(adjusted)
-        past = (day - timedelta(days=i) for i in range(1, rule.error_days + 1))
-        errors = [abs(series[e] - centres[e]) / centres[e] for e in past if centres.get(e)]
+        expected = centre[i] = statistics.median(adjusted)
+        errors = []
+        for e in range(i - 1, max(-1, i - rule.error_days - 1), -1):
+            c = centre[e]
+            if c:
+                errors.append(abs(x[e] - c) / c)  # type: ignore[operator]  # a centre has a value
         if len(errors) < rule.min_errors:
             continue  # no track record yet to say how far off a day may be
         sigma = max(MAD_TO_SIGMA * statistics.median(abs(a - expected) for a in adjusted),
                     MAD_TO_SIGMA * statistics.median(errors) * expected)
         tolerance = max(rule.k * sigma, float(rule.min_abs), float(rule.min_rel) * expected)
-        found[day] = Expectation(expected=expected, low=max(0.0, expected - tolerance),
-                                 high=expected + tolerance, sigma=sigma, tolerance=tolerance,
-                                 weeks=len(adjusted))
+        found[first + timedelta(days=i)] = Expectation(
+            expected=expected, low=max(0.0, expected - tolerance), high=expected + tolerance, sigma=sigma,
+            tolerance=tolerance, weeks=len(adjusted))
     return found
+
+
+def _growth(x: list[float | None], i: int, weeks: int) -> float:
+    """`growth` on the day-indexed list of `expectations`."""
+    ratios = []
+    lag = 7 * weeks
+    for k in range(i - 1, i - GROWTH_DAYS - 1, -1):
+        if k - lag < 0:
+            break  # every earlier day lies before the series too
+        now, then = x[k], x[k - lag]
+        if now is not None and then:
+            ratios.append(now / then)
+    return statistics.median(ratios) if len(ratios) >= 3 else 1.0
 
 
 def detect(series: Mapping[date, Decimal], days: Iterable[date] | None = None,
