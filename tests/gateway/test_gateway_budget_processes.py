@@ -20,7 +20,6 @@ from tallybook.fakes.server import serve_in_thread
 from tallybook.ledger import schema as t
 from tallybook.ledger.budgets import NANOS
 from tallybook.ledger.db import connect
-
 from tests.cli.helpers import ok
 from tests.gateway.gateway_process import start_gateway
 

@@ -17,7 +17,6 @@ from tallybook.fakes.openai_chat import OpenAIChatFake
 from tallybook.fakes.server import serve_in_thread
 from tallybook.ledger import schema as t
 from tallybook.ledger.db import connect
-
 from tests.cli.helpers import ok
 from tests.gateway.gateway_process import free_port, start_gateway
 

@@ -15,7 +15,6 @@ from tallybook.fakes.openai_chat import OpenAIChatFake
 from tallybook.fakes.server import serve_in_thread
 from tallybook.gateway.events import Usage, UsageEvent, new_event_id, utcnow
 from tallybook.gateway.metrics import MULTIPROC_ENV, Metrics, shared_across_workers
-
 from tests.cli.helpers import ok
 from tests.gateway.gateway_process import start_gateway
 
@@ -25,7 +24,8 @@ REQUESTS = 40
 
 def requests_counted(text: str) -> float:
     """The sum of tallybook_gateway_requests_total over its label sets."""
-    return sum(float(m) for m in re.findall(r'^tallybook_gateway_requests_total\{[^}]*\} (\S+)$', text, re.M))
+    found = re.findall(r"^tallybook_gateway_requests_total\{[^}]*\} (\S+)$", text, re.MULTILINE)
+    return sum(float(m) for m in found)
 
 
 def _worker(requests: int, tokens: int) -> None:

@@ -6,6 +6,7 @@ other stream of that worker stalled, and cancellations meanwhile were metered as
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,6 @@ import pytest
 from tallybook.fakes.chat_upstreams import plan_reply
 from tallybook.fakes.openai_chat import OpenAIChatFake
 from tallybook.fakes.server import serve_in_thread
-
 from tests.cli.helpers import ok
 from tests.gateway.gateway_process import start_gateway
 
@@ -64,5 +64,5 @@ def test_a_workers_first_cancelled_stream_does_not_stall_the_others(cli_env: dic
             watcher.join(20)
         finally:
             gateway.stop()
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False) if b > hung_up]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals) if b > hung_up]
     assert gaps and max(gaps) < 0.5, f"the other stream stalled for {max(gaps):.2f} s"

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from tallybook.gateway.limits import BudgetExceeded, Limits, _naive, period_start
 from tallybook.ledger import budgets
 from tallybook.ledger.budgets import NANOS
-
 from tests.gateway.test_limits import NOW, Clock, budget_key, counters
 
 EPOCH = 30  # seconds (LEASE_SECONDS)
@@ -105,7 +104,7 @@ def test_a_process_that_missed_its_renewals_admits_nothing_against_the_expired_l
 def test_expired_lease_rows_are_cleaned_up_and_name_no_customer(engine: sa.Engine) -> None:
     async def scenario() -> None:
         limits = Limits(engine, clock=Clock(NOW), customer_budgets={"acme": __import__(
-            "tallybook.gateway.limits", fromlist=["Budget"]).Budget(Decimal("5"), period="day")})
+            "tallybook.gateway.limits", fromlist=["Budget"]).Budget(Decimal(5), period="day")})
         key = budget_key(engine, "1.00")
         await limits.settle(await limits.reserve(key, "acme", Decimal("0.10")), Decimal("0.10"))
         await limits.close()

@@ -39,7 +39,6 @@ from tallybook.fakes.openai_chat import OpenAIChatFake
 from tallybook.fakes.server import serve_in_thread
 from tallybook.ledger import schema as t
 from tallybook.ledger.db import connect
-
 from tests.cli.helpers import ok
 from tests.gateway.gateway_process import start_gateway
 
@@ -53,7 +52,7 @@ KINDS = {  # kind: weight
     "openai_cancel": 5, "anthropic_cancel": 5, "openai_twice": 3, "anthropic_twice": 3,
 }
 FAULT_EVERY = 30  # one upstream 500 per this many requests, on the path the request is about to take
-WORDS = "spend tokens ledger budget stream replica invoice customer gateway model cache".split()
+WORDS = ["spend", "tokens", "ledger", "budget", "stream", "replica", "invoice", "customer", "gateway", "model", "cache"]
 LONG = "All spend is metered, every token once. " * 140  # over 1024 tokens: OpenAI reads part from cache
 MEASURES = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 

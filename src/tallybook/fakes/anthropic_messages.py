@@ -32,7 +32,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tallybook.fakes.anthropic_admin import ERROR_TYPES
-from tallybook.fakes.openai_chat import CompatibleChat
 from tallybook.fakes.chat_upstreams import (
     ApiError,
     Reply,
@@ -46,6 +45,7 @@ from tallybook.fakes.chat_upstreams import (
     sse,
     text_tokens,
 )
+from tallybook.fakes.openai_chat import CompatibleChat
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:

@@ -21,7 +21,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tallybook.fakes.openai_chat import CompatibleChat
 from tallybook.fakes.chat_upstreams import (
     ApiError,
     Served,
@@ -33,6 +32,7 @@ from tallybook.fakes.chat_upstreams import (
     require,
     sse,
 )
+from tallybook.fakes.openai_chat import CompatibleChat
 
 
 class CohereChatFake(UpstreamFake):
