@@ -1,5 +1,6 @@
 """An organisation's ledger written through the one write door, for the API tests that need no fake provider:
-usage and costs on a few days, a connection, a sync run and job, a virtual key, a pricing rule, a seat.
+usage and costs on a few days, a connection, a sync run and job, a virtual key, a pricing rule, a seat,
+an alert channel, rule and failed delivery, and a Stripe billing meter and customer map.
 
 Every name an organisation's data carries starts with its `marker`, so a test can show that one
 organisation's answers never contain a trace of another's.
@@ -13,8 +14,11 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from tallybook.alerts import rules as alert_rules
+from tallybook.billing import setup as billing
 from tallybook.gateway.keys import create_key
 from tallybook.ledger import rollup, seats, store
+from tallybook.ledger import schema_alerts as ta
 from tallybook.ledger.records import CostRecord, UsageRecord
 from tallybook.ledger.schema_access import sync_jobs
 from tallybook.pricing.rulefile import build_rule
@@ -39,6 +43,11 @@ class Seeded:
     input_tokens: int  # summed over the window, for the figures the tests check
     output_tokens: int
     cost: Decimal
+    channel_id: int = 0  # an alert channel (a webhook whose URL and secret are credentials)
+    channel_url: str = ""
+    channel_secret: str = ""
+    alert_rule_id: int = 0
+    customer: str = ""  # mapped to a Stripe customer; a billing meter exists
 
 
 def seed_org(engine: sa.Engine, org_id: int, marker: str, *, scale: int, vault: Vault) -> Seeded:
@@ -85,7 +94,22 @@ def seed_org(engine: sa.Engine, org_id: int, marker: str, *, scale: int, vault: 
         seats.assign(conn, org_id, "cursor", "business", f"{marker}@seat.test", since=datetime(2026, 1, 1),
                      origin="test")  # never active: an idle seat
         rollup.rebuild(conn, org_id)
+        channel_url = f"https://hooks.{marker}.test/services/T0/B0/{marker}-{'w' * 20}"
+        channel, channel_secret = alert_rules.add_channel(conn, vault, org_id, f"{marker}-hook", "webhook",
+                                                          url=channel_url)
+        alert_rule = alert_rules.add_rule(conn, org_id, f"{marker}-budget", "budget", channel_names=[channel.name],
+                                          scope=f"key:{key.id}", amount="100", thresholds="50,100")
+        conn.execute(sa.insert(ta.alert_deliveries).values(
+            org_id=org_id, rule_id=alert_rule.id, channel=channel.name, dedup_key="budget:2026-10-01:50",
+            subject=f"{marker}-key spent 50 % of its budget", payload="{}", status="failed", attempts=3,
+            last_error="webhook answered 500", next_attempt_at=end, created_at=end))
+        customer = f"{marker}-customer"
+        billing.add_meter(conn, org_id, f"{marker}-cost", f"{marker}_cost", "cost_micros")
+        billing.map_customer(conn, org_id, customer, f"cus_{marker}{scale}")
     days = range(1, DAYS + 1)
+    assert channel_secret is not None
     return Seeded(org_id, marker, connection_id, key.id, secret, rule_id, run_id, job_id, admin_key,
                   input_tokens=sum(1000 * scale * d for d in days), output_tokens=sum(100 * scale * d for d in days),
-                  cost=sum((Decimal("0.35") * scale * d for d in days), Decimal(0)))
+                  cost=sum((Decimal("0.35") * scale * d for d in days), Decimal(0)), channel_id=channel.id,
+                  channel_url=channel_url, channel_secret=channel_secret, alert_rule_id=alert_rule.id,
+                  customer=customer)

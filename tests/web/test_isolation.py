@@ -31,6 +31,11 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/keys"): {"name": "new key"},
     ("patch", "/api/v1/keys/{key_id}"): {"name": "renamed"},
     ("post", "/api/v1/sync"): {"from": "2026-10-01", "to": "2026-10-02"},
+    ("post", "/api/v1/alerts/channels"): {"name": "new-hook", "kind": "webhook", "url": "http://127.0.0.1:9/hook"},
+    ("post", "/api/v1/alerts/channels/{channel_id}/test"): {},
+    ("post", "/api/v1/alerts/rules"): {"name": "new-rule", "kind": "anomaly", "channels": ["new-hook"]},
+    ("post", "/api/v1/billing/customers"): {"customer": "new-customer", "stripe_customer_id": "cus_new"},
+    ("post", "/api/v1/billing/meters"): {"name": "new-meter", "event_name": "new_meter"},
 }
 WINDOW = {"from": f"{FIRST_DAY:%Y-%m-%d}", "to": "2026-10-05"}
 
@@ -107,7 +112,8 @@ def world(client: TestClient, engine: sa.Engine, web_settings: Settings, member:
 
     def ids(seeded: Seeded, user_id: int | None) -> dict[str, Any]:
         return {"connection_id": seeded.connection_id, "key_id": seeded.key_id, "rule_id": seeded.rule_id,
-                "user_id": user_id, "job_id": seeded.job_id}
+                "user_id": user_id, "job_id": seeded.job_id, "channel_id": seeded.channel_id,
+                "alert_rule_id": seeded.alert_rule_id, "customer": seeded.customer}
 
     headers = {"admin": bearer("admin@a.test", "org-a"), "analyst": bearer("analyst@a.test", "org-a"),
                "viewer": bearer("viewer@a.test", "org-a"), "b": bearer("admin@b.test", "org-b")}
@@ -128,7 +134,7 @@ def test_every_operation_states_its_role_and_has_a_sample_body(world: World) -> 
 def test_objects_of_another_organisation_are_404(world: World, engine: sa.Engine) -> None:
     with_ids = [op for op in world.operations if op.path_params]
     assert {p for op in with_ids for p in op.path_params} == {"connection_id", "key_id", "rule_id", "user_id",
-                                                               "job_id"}
+                                                               "job_id", "channel_id", "alert_rule_id", "customer"}
     for op in with_ids:
         response = world.call(op, "admin", world.b_ids)
         assert response.status_code == 404, f"{op} on org B's object answered {response.status_code}: {response.text}"
@@ -143,11 +149,14 @@ def test_objects_of_another_organisation_are_404(world: World, engine: sa.Engine
 
 
 def test_org_a_figures_never_include_org_b_data_and_no_answer_carries_a_secret(world: World) -> None:
-    secrets = [world.a.admin_key, world.b.admin_key, world.a.key_secret, world.b.key_secret]
+    secrets = [world.a.admin_key, world.b.admin_key, world.a.key_secret, world.b.key_secret, world.a.channel_url,
+               world.b.channel_url, world.a.channel_secret, world.b.channel_secret]
     for op in world.operations:
         if op.method != "get":
             continue
         params = dict(WINDOW) if "from" in op.parameters else {"month": "2026-10"} if "month" in op.parameters else {}
+        if "customer" in op.parameters:
+            params["customer"] = world.a.customer
         for fmt in ("json", *(f for f in op.formats if f != "json")):
             if fmt != "json":
                 params["format"] = fmt

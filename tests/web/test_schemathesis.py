@@ -27,10 +27,11 @@ from tallybook.security.vault import Vault
 from tallybook.web.auth.users import org_id_for
 from tests.web.api_data import seed_org
 
-# These reach a provider's network (the key check) or start background syncs; tests/web/test_api_connections.py
-# covers them against the fake admin APIs.
+# These reach a provider's network (the key check), start background syncs, or send to an alert channel or
+# Stripe; tests/web/test_api_connections.py and test_api_ops.py cover them against fakes and local receivers.
 NETWORK = {("POST", "/api/v1/connections"), ("POST", "/api/v1/connections/{connection_id}/rotate"),
-           ("POST", "/api/v1/sync")}
+           ("POST", "/api/v1/sync"), ("POST", "/api/v1/alerts/channels/{channel_id}/test"),
+           ("POST", "/api/v1/billing/customers")}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = 6
 BUDGET_SECONDS = 60
