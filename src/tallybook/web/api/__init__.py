@@ -12,8 +12,11 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from tallybook.web.api import (
+    alerts,
     anomalies,
+    audit,
     benchmark,
+    billing,
     connections,
     costs,
     devtools,
@@ -48,7 +51,7 @@ def role_needed(dependant: Dependant) -> str | None:
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 for module in (orgs, members, connections, sync, usage, costs, rates, benchmark, savings, seats, reconcile,
-               anomalies, forecast, trend, devtools, finance, pricing, keys):
+               anomalies, forecast, trend, devtools, finance, pricing, keys, alerts, audit, billing):
     for route in module.router.routes:
         if isinstance(route, APIRoute):
             route.openapi_extra = {**(route.openapi_extra or {}), "x-tallybook-role": role_needed(route.dependant)}
