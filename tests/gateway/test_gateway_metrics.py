@@ -60,7 +60,9 @@ def test_workers_share_their_metrics_while_the_directory_lives() -> None:
         text = out.get(timeout=30)
         scraper.join(30)
     assert requests_counted(text) == 8
-    assert 'tallybook_gateway_tokens_total{kind="output_tokens",origin="metered",provider="openai"} 56.0' in text
+    assert 'tokens_total{kind="output_tokens",model="gpt-4o-mini",origin="metered",provider="openai"} 56.0' in text
+    assert 'requests_total{endpoint="chat.completions",outcome="ok",provider="openai",status="200",virtual_key="vk"} 8.0' \
+        in text
     assert MULTIPROC_ENV not in os.environ and not Path(directory).exists()
 
 

@@ -31,12 +31,12 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        self.requests = Counter("tallybook_gateway_requests", "Requests metered, by outcome.",
-                                ("provider", "endpoint", "outcome", "status"), registry=self.registry)
-        self.tokens = Counter("tallybook_gateway_tokens", "Tokens metered, by kind and origin.",
-                              ("provider", "kind", "origin"), registry=self.registry)
-        self.cost = Counter("tallybook_gateway_list_cost_usd", "List cost of priced requests, USD.",
-                            ("provider",), registry=self.registry)
+        self.requests = Counter("tallybook_gateway_requests", "Requests metered, by outcome and virtual key.",
+                                ("provider", "endpoint", "outcome", "status", "virtual_key"), registry=self.registry)
+        self.tokens = Counter("tallybook_gateway_tokens", "Tokens metered, by model, kind and origin.",
+                              ("provider", "model", "kind", "origin"), registry=self.registry)
+        self.cost = Counter("tallybook_gateway_list_cost_usd", "List cost of priced requests, USD, by model.",
+                            ("provider", "model"), registry=self.registry)
         self.unpriced = Counter("tallybook_gateway_unpriced_requests", "Requests whose model has no price.",
                                 ("provider",), registry=self.registry)
         self.latency = Histogram("tallybook_gateway_request_seconds", "Time from request to last byte.",
@@ -47,16 +47,17 @@ class Metrics:
 
     def observe(self, event: UsageEvent) -> None:
         provider = event.provider
-        self.requests.labels(provider, event.endpoint, event.outcome, str(event.status)).inc()
+        model = event.model or ""
+        self.requests.labels(provider, event.endpoint, event.outcome, str(event.status), event.virtual_key or "").inc()
         self.latency.labels(provider, event.endpoint).observe(event.latency_ms / 1000)
         usage = event.usage
         for kind in TOKEN_KINDS:
             value = getattr(usage, kind)
             if value:
-                self.tokens.labels(provider, kind, usage.origin).inc(value)
+                self.tokens.labels(provider, model, kind, usage.origin).inc(value)
         if event.list_cost is not None:
             if event.currency == "USD":
-                self.cost.labels(provider).inc(float(event.list_cost))
+                self.cost.labels(provider, model).inc(float(event.list_cost))
         elif event.outcome != "rejected":
             self.unpriced.labels(provider).inc()
 
