@@ -31,8 +31,9 @@ tests; `Catalog.bundled()` is genai-prices' snapshot (the default).
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from functools import lru_cache
@@ -116,6 +117,8 @@ class Catalog:
         self.version = version
         self._snapshot = data_snapshot.DataSnapshot(providers=list(providers), from_auto_update=False)
         self._found: dict[tuple[str, str], gp.ModelInfo | None] = {}
+        self._starts: dict[int, tuple[tuple[date, ...], bool]] = {}  # id(info) -> _start_dates
+        self._prices: dict[tuple[Any, ...], tuple[ModelPrice, bool]] = {}  # list_price's answers, see _price_key
 
     def __repr__(self) -> str:
         return f"Catalog({self.version!r}, {len(self._snapshot.providers)} providers)"
@@ -204,13 +207,60 @@ def list_price(
     if info is None:
         return None
     provider, when = provider.lower(), as_utc(at)
+    key = _price_key(cat, info, provider, model, when, service_tier, context_window)
+    known = None if key is None else cat._prices.get(key)
+    if known is None:
+        known = _list_price(cat, info, provider, model, when, service_tier, context_window)
+        if key is not None:
+            if len(cat._prices) >= PRICE_MEMO:
+                cat._prices.clear()
+            cat._prices[key] = known
+        return known[0]
+    price, no_tier = known
+    if no_tier:  # the one note that names the day comes first
+        return replace(price, notes=(_no_tier_note(service_tier, when), *price.notes[1:]))
+    return price
+
+
+PRICE_MEMO = 4096  # list prices remembered per catalog (a few per model, tier and price period)
+
+
+def _price_key(cat: Catalog, info: gp.ModelInfo, provider: str, model: str, when: datetime,
+               service_tier: str | None, context_window: str | int | None) -> tuple[Any, ...] | None:
+    """What `list_price` depends on besides the catalog, when that is few enough values to remember:
+    the price period holding `when` (between two of `price_epochs` the catalog's date constraints
+    all answer alike), for a day's usage (midnight) or a model without time-of-day prices, and a
+    context window given as a label. None: price it afresh (a request's own input tokens, say)."""
+    if context_window is not None and not isinstance(context_window, str):
+        return None
+    found = cat._starts.get(id(info))
+    if found is None:
+        found = cat._starts[id(info)] = _start_dates(info)
+    starts, by_time = found
+    if by_time and when.time() != time():
+        return None
+    return provider, model, bisect_right(starts, when.date()), service_tier, context_window
+
+
+def _start_dates(info: gp.ModelInfo) -> tuple[tuple[date, ...], bool]:
+    """The days any of `info`'s prices starts, and whether a price also depends on the time of day."""
+    history = [] if isinstance(info.prices, gp.ModelPrice) else info.prices
+    constraints = [c.constraint for c in history] + [v.constraint for v in info.price_variants or ()]
+    by_time = any(c is not None and not isinstance(c, gp.StartDateConstraint) for c in constraints)
+    return tuple(sorted({c.start_date for c in constraints if isinstance(c, gp.StartDateConstraint)})), by_time
+
+
+def _list_price(cat: Catalog, info: gp.ModelInfo, provider: str, model: str, when: datetime,
+                service_tier: str | None, context_window: str | int | None) -> tuple[ModelPrice, bool]:
+    """`list_price` worked out, and whether the catalog had no price for the service tier (the first
+    note then names the day)."""
     context = {"service_tier": service_tier} if service_tier and service_tier not in NEUTRAL_TIERS else {}
     _, start = _history(info, when)
     standard = info.get_prices(when, context or None)
     notes: list[str] = []
     tier_keys = _variant_keys(info, when, context, "service_tier")
     if context and not tier_keys:
-        notes.append(f"no {service_tier} price in the catalog at {when:%Y-%m-%d}; priced at standard")
+        notes.append(_no_tier_note(service_tier, when))
     # Batch and service tiers do not combine: a batch price is the catalog's batch variant, or a discount.
     batch_keys = _variant_keys(info, when, {"processing": "batch"}, "processing")
     batch_price = info.get_prices(when, {"processing": "batch"})
@@ -282,7 +332,11 @@ def list_price(
         cache_write_5m_mtok=rates["cache_write_5m_mtok"], cache_write_1h_mtok=rates["cache_write_1h_mtok"],
         output_mtok=rates["output_mtok"], input_audio_mtok=rates["input_audio_mtok"],
         output_audio_mtok=rates["output_audio_mtok"], units=units, derived=derived, batch=batch,
-        batch_derived=frozenset(batch_derived), tiers=tiers, tier_start=tier_start, notes=tuple(notes))
+        batch_derived=frozenset(batch_derived), tiers=tiers, tier_start=tier_start, notes=tuple(notes)), bool(context and not tier_keys)
+
+
+def _no_tier_note(service_tier: str | None, when: datetime) -> str:
+    return f"no {service_tier} price in the catalog at {when:%Y-%m-%d}; priced at standard"
 
 
 def price_changes(provider: str, model: str, *, catalog: Catalog | None = None) -> list[date]:
@@ -400,9 +454,7 @@ class _Usage:
 
     @classmethod
     def read(cls, usage: Any) -> _Usage:
-        def get(name: str) -> Any:
-            value = usage.get(name) if isinstance(usage, Mapping) else getattr(usage, name, None)
-            return value
+        get: Any = usage.get if isinstance(usage, Mapping) else (lambda name: getattr(usage, name, None))
 
         counts = {name: int(get(name) or 0) for name in (
             "input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "output_tokens",
