@@ -13,7 +13,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from tallybook.web import i18n
 from tallybook.web.auth.deps import current_session
 from tallybook.web.pages import (
+    alerts,
+    audit,
     benchmark,
+    billing,
     connect,
     login,
     optimise,
@@ -26,7 +29,8 @@ from tallybook.web.pages import (
 from tallybook.web.pages.base import lang_of, render
 
 router = APIRouter(include_in_schema=False)
-for page in (login, overview, spend, optimise, benchmark, reconcile, connect, settings, report):
+for page in (login, overview, spend, optimise, benchmark, reconcile, connect, settings, report, alerts, audit,
+             billing):
     router.include_router(page.router)
 
 

@@ -41,6 +41,7 @@ env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_auto
 NAV = (
     ("/", "nav.overview", "viewer"), ("/spend", "nav.spend", "viewer"), ("/optimise", "nav.optimise", "viewer"),
     ("/benchmark", "nav.benchmark", "viewer"), ("/reconcile", "nav.reconcile", "viewer"),
+    ("/audit", "nav.audit", "analyst"), ("/billing", "nav.billing", "analyst"),
     ("/connect", "nav.connect", "admin"), ("/settings", "nav.settings", "admin"),
 )
 
