@@ -5,8 +5,11 @@ from __future__ import annotations
 import random
 import statistics
 from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tallybook.analytics.anomalies import (
     MAD_TO_SIGMA,
@@ -15,6 +18,15 @@ from tallybook.analytics.anomalies import (
     expectations,
     same_weekday,
 )
+from tallybook.analytics.pricers import NegotiatedPricer, list_pricer
+from tallybook.analytics.rates import FINE
+from tallybook.analytics.reconcile import reconcile
+from tallybook.analytics.rollups import ReportQuery, reading_table
+from tallybook.ledger import rollup, store
+from tallybook.ledger import schema as t
+from tallybook.ledger.records import UsageRecord
+from tests.ledger.test_rollup import START, write
+from tests.ledger.test_rollup import records as ledger_records
 
 
 def expectations_day_by_day(series: dict[date, float], rule: AnomalyRule) -> dict[date, Expectation]:
@@ -65,3 +77,37 @@ def test_expectations_equal_the_day_by_day_method(seed: int) -> None:
 
 def test_expectations_of_an_empty_series() -> None:
     assert expectations({}) == {}
+
+
+def test_reconcile_from_the_rollups_equals_reconcile_from_the_records(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        org = store.ensure_org(conn, "acme")
+    data = ledger_records(seed=3, start=START, end=START + timedelta(days=40))
+    write(engine, org, data, START, START + timedelta(days=40), refresh=False)
+    metered = [UsageRecord(source="gateway", stream="usage", bucket_start=r.bucket_start, bucket_width="1d",
+                           provider=r.provider, model=r.model, project=r.project, api_key=r.api_key, user=r.user,
+                           input_tokens=r.input_tokens + (7 if r.user == "u1" else 0), output_tokens=r.output_tokens)
+               for r in data["usage"] if r.unit is None and r.bucket_start.day % 3 == 0]
+    with engine.begin() as conn:
+        store.replace_window(conn, org_id=org, connection_id=0, source="gateway", stream="usage", bucket_width="1d",
+                             start=START, end=START + timedelta(days=40), usage=metered)
+    queries = [ReportQuery(org_id=org, start=START, end=START + timedelta(days=40)),
+               ReportQuery(org_id=org, start=START + timedelta(days=3), end=START + timedelta(days=20),
+                           filters={"provider": ["anthropic"]})]
+    pricer = NegotiatedPricer([])
+
+    def answers() -> list[list[dict[str, Any]]]:
+        with engine.connect() as conn:
+            return [[r.as_dict(Decimal("0.01")) for r in reconcile(conn, q, p)]
+                    for q in queries for p in (pricer, list_pricer)]
+
+    with engine.connect() as conn:
+        assert reading_table(conn, t.usage_records, queries[0])[0] is t.usage_records
+    raw = answers()
+    with engine.begin() as conn:
+        rollup.rebuild(conn, org)
+        assert reading_table(conn, t.usage_records, queries[0], ("unit", "source", *FINE))[0] is t.usage_daily
+    assert answers() == raw
+    flat = [r for rows in raw for r in rows]
+    assert any(r["metered_tokens"] for r in flat) and any(r["estimated_cost"] is None for r in flat)
+    assert any(r["estimated_cost"] for r in flat) and any(r["flagged"] for r in flat)

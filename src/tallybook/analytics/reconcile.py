@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from tallybook.analytics.rates import INPUT_TYPES, OUTPUT_TYPES, ListPricer
-from tallybook.analytics.rollups import CODING_SOURCES, ReportQuery, _period
+from tallybook.analytics.rates import FINE, INPUT_TYPES, OUTPUT_TYPES, ListPricer, _where
+from tallybook.analytics.rollups import CODING_SOURCES, ReportQuery, _period, reading_table
 from tallybook.ledger import schema as t
 
 CENT = Decimal("0.01")
@@ -73,27 +73,26 @@ def reconcile(conn: Connection, query: ReportQuery, pricer: ListPricer) -> list[
     def row(day: str, provider: str, model: str | None) -> ReconcileRow:
         return rows.setdefault((day, provider, model), ReconcileRow(day, provider, model))
 
-    c = t.cost_records.c
-    day = _period(conn, "day", c.bucket_start).label("day")
+    # Both sides from the daily rollups when the organisation has them (the same sums as the records).
+    cr, cday = reading_table(conn, t.cost_records, query, ("provider", "model", "token_type", "currency", "source"))
+    c = cr.c
+    day = _period(conn, "day", cday).label("day")
     stmt = (select(day, c.provider, c.model, c.currency, func.sum(c.amount_nanos).label("nanos"))
-            .where(c.org_id == query.org_id, c.bucket_width == "1d", c.bucket_start >= query.start,
-                   c.bucket_start < query.end, c.token_type.in_(INPUT_TYPES + OUTPUT_TYPES),
-                   c.source.not_in(CODING_SOURCES),
-                   *[c[k].in_(list(v)) for k, v in query.filters.items() if v])
+            .where(*_where(cr, cday, query), c.token_type.in_(INPUT_TYPES + OUTPUT_TYPES),
+                   c.source.not_in(CODING_SOURCES))
             .group_by(day, c.provider, c.model, c.currency))
     for r in conn.execute(stmt).mappings():
         target = row(r["day"], r["provider"], r["model"])
         target.reported_cost += Decimal(int(r["nanos"])) / Decimal(1_000_000_000)
         target.currency = r["currency"]
 
-    u = t.usage_records.c
-    uday = _period(conn, "day", u.bucket_start).label("day")
+    ur, uday_column = reading_table(conn, t.usage_records, query, ("unit", "source", *FINE))
+    u = ur.c
+    uday = _period(conn, "day", uday_column).label("day")
     gateway = (u.source == "gateway").label("metered")
     stmt = (select(uday, u.provider, u.model, u.service_tier, u.batch, u.context_window, gateway,
                    *[func.sum(u[m]).label(m) for m in MEASURES])
-            .where(u.org_id == query.org_id, u.bucket_width == "1d", u.bucket_start >= query.start,
-                   u.bucket_start < query.end, u.unit.is_(None), u.source.not_in(CODING_SOURCES),
-                   *[u[k].in_(list(v)) for k, v in query.filters.items() if v])
+            .where(*_where(ur, uday_column, query), u.unit.is_(None), u.source.not_in(CODING_SOURCES))
             .group_by(uday, u.provider, u.model, u.service_tier, u.batch, u.context_window, gateway))
     for r in conn.execute(stmt).mappings():
         target = row(r["day"], r["provider"], r["model"])
