@@ -51,6 +51,8 @@ def serve_dashboard(settings: Settings, host: str, port: int, *, scheduler: bool
     """Run the web app (and the scheduler) until Ctrl-C; `banner` is printed once it listens."""
     import uvicorn
 
+    from tallybook.alerts.runner import AlertLoop
+    from tallybook.security.vault import Vault
     from tallybook.web.app import create_app
     from tallybook.web.auth.users import setup_needed
     from tallybook.web.scheduler import Scheduler
@@ -69,8 +71,10 @@ def serve_dashboard(settings: Settings, host: str, port: int, *, scheduler: bool
     if banner:
         err.print(banner, soft_wrap=True, highlight=False)
     jobs = Scheduler(engine, settings) if scheduler else None
-    if jobs is not None:
+    alerts = AlertLoop(engine, settings, Vault.from_settings(settings)) if scheduler else None
+    if jobs is not None and alerts is not None:
         jobs.start()
+        alerts.start()
         err.print(f"Sync schedule: {settings.sync_schedule} (UTC), per organisation unless it sets its own.")
     logging.getLogger("tallybook").setLevel(logging.INFO)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=True,
@@ -80,8 +84,9 @@ def serve_dashboard(settings: Settings, host: str, port: int, *, scheduler: bool
     except KeyboardInterrupt:
         pass
     finally:
-        if jobs is not None:
+        if jobs is not None and alerts is not None:
             jobs.stop()
+            alerts.stop()
         engine.dispose()
 
 

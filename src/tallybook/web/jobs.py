@@ -131,6 +131,18 @@ def run_job(engine: Engine, job_id: int, settings: Settings) -> None:
             conn.execute(update(sync_jobs).where(sync_jobs.c.id == job_id).values(
                 status="failed" if errors else "succeeded", finished_at=utcnow(),
                 error="; ".join(errors)[:4000] or None))
+        _check_alerts(engine, settings, job.org_id)
+
+
+def _check_alerts(engine: Engine, settings: Settings, org_id: int) -> None:
+    """Alert on what the sync revealed (a failure, an anomaly, a gap) right away; never fails the job."""
+    from tallybook.alerts.runner import run_once
+    from tallybook.security.vault import Vault
+
+    try:
+        run_once(engine, settings, Vault.from_settings(settings), org_id=org_id)
+    except Exception:
+        log.exception("alert check after sync of organisation %s failed", org_id)
 
 
 def _sync_one(engine: Engine, settings: Settings, job: Row[Any], row: Row[Any]) -> None:
