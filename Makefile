@@ -31,6 +31,10 @@ bench: install               ## ingest and sync throughput (prints figures)
 bench-gateway: install       ## gateway overhead: direct vs tallybook vs nginx vs LiteLLM at 100/500 req/s and flat out
 	$(BIN)/python bench/gateway_bench.py
 
+screenshots: install         ## refresh docs/img/ from the browser tests (each page, desktop and phone)
+	@bash scripts/ensure-chromium.sh
+	TALLYBOOK_SCREENSHOT_DIR=docs/img $(BIN)/python -m pytest -q tests/web/browser
+
 serve-fakes: install         ## keep the fake OpenAI/Anthropic admin APIs running on :8901/:8902
 	$(BIN)/tallybook fakes serve
 

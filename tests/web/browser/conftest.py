@@ -33,7 +33,10 @@ from tests.cli.helpers import ok
 ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = os.environ.get("TALLYBOOK_CHROMIUM", "/usr/bin/chromium")
 AXE = ROOT / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
-SHOTS = ROOT / "docs" / "img"
+# Screenshots go to .cache/screenshots (git-ignored), or to docs/img with `make screenshots`, so a test
+# run leaves the working tree clean.
+SHOTS = Path(os.environ.get("TALLYBOOK_SCREENSHOT_DIR") or ROOT / ".cache" / "screenshots")
+SHOTS.mkdir(parents=True, exist_ok=True)
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DESKTOP = {"width": 1280, "height": 800}
