@@ -107,6 +107,7 @@ def gateway(
     try:
         with shared_across_workers(workers):  # /metrics of any worker sums them all
             uvicorn.run("tallybook.cli.gateway:build_app", factory=True, host=host, port=port, workers=workers,
-                        loop="uvloop", http="httptools", log_level="warning", access_log=False, lifespan="on")
+                        loop="uvloop", http="httptools", log_level="warning", access_log=False, lifespan="on",
+                        proxy_headers=False)  # the gateway never reads the client's address
     finally:
         stop_background(flusher, settings)
