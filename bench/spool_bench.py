@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
 
-from tallybook.gateway.events import Usage, UsageEvent, new_event_id  # noqa: E402
-from tallybook.gateway.spool import Spool  # noqa: E402
+from tallybook.gateway.events import Usage, UsageEvent, new_event_id
+from tallybook.gateway.spool import Spool
 
 
 def event(n: int) -> UsageEvent:

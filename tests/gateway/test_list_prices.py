@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-from decimal import Decimal
 from datetime import datetime
+from decimal import Decimal
 
 import pytest
 

@@ -133,8 +133,22 @@ def request_model(body: dict[str, Any]) -> str | None:
 class Call:
     """What the gateway knows of one request as it goes (one object per request, slotted)."""
 
-    __slots__ = ("route", "headers", "started", "ts", "key", "provider", "model", "body", "idem", "event_id",
-                 "reservation", "estimate", "upstream", "dialect")
+    __slots__ = (
+        "body",
+        "dialect",
+        "estimate",
+        "event_id",
+        "headers",
+        "idem",
+        "key",
+        "model",
+        "provider",
+        "reservation",
+        "route",
+        "started",
+        "ts",
+        "upstream",
+    )
 
     def __init__(self, route: Route, headers: dict[bytes, bytes]) -> None:
         self.route, self.headers = route, headers

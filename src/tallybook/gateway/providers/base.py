@@ -100,8 +100,18 @@ class StreamTracker:
     it made every other chunk carry), so the client sees the stream it asked for. Text events are
     kept (up to `keep_bytes`) only to estimate output tokens if the stream ends without usage."""
 
-    __slots__ = ("dialect", "strip_usage", "usage", "model", "_buffer", "_events", "_kept", "keep_bytes",
-                 "terminated", "sep")
+    __slots__ = (
+        "_buffer",
+        "_events",
+        "_kept",
+        "dialect",
+        "keep_bytes",
+        "model",
+        "sep",
+        "strip_usage",
+        "terminated",
+        "usage",
+    )
 
     def __init__(self, dialect: Dialect, *, strip_usage: bool = False, keep_bytes: int = 4 << 20) -> None:
         self.dialect = dialect
