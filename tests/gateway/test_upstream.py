@@ -135,3 +135,53 @@ def test_a_silent_upstream_times_out_and_a_broken_one_is_an_error(when: str) -> 
             await client.send("GET", "http://127.0.0.1:9/nothing-listens", [])
 
     run(main())
+
+
+def test_https_with_hostname_check_and_keep_alive(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    trusted = ssl.create_default_context(cafile=str(cert))
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async def main() -> None:
+        connections: list[int] = []
+
+        async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(1)
+            try:
+                await handler(reader, writer)
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(counted, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        client = HttpClient(timeout=5, ssl_context=trusted)
+        for _ in range(3):
+            response = await client.send("POST", f"https://localhost:{port}/v1/x", [], b"{}")
+            assert (response.status, await response.read()) == (200, b"ok")
+            response.close()
+        assert len(connections) == 1
+        await client.aclose()
+        untrusted = HttpClient(timeout=5)  # the system's roots: a self-signed certificate is refused
+        with pytest.raises(UpstreamError, match="SSL|certificate"):
+            await untrusted.send("GET", f"https://localhost:{port}/", [])
+        await untrusted.aclose()
+        server.close()
+        await server.wait_closed()
+
+    run(main())

@@ -314,11 +314,11 @@ class HttpClient:
     """Keep-alive HTTP/1.1 pools, one per origin, on the running event loop."""
 
     def __init__(self, *, timeout: float = 300.0, connect_timeout: float = 10.0, keepalive_expiry: float = 30.0,
-                 max_idle: int = 256) -> None:
+                 max_idle: int = 256, ssl_context: ssl.SSLContext | None = None) -> None:
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.keepalive_expiry, self.max_idle = keepalive_expiry, max_idle
         self._pools: dict[tuple[str, str, int], _Pool] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context  # None: the system's (certifi's) roots, made on first use
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
