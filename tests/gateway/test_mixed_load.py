@@ -76,10 +76,6 @@ class Planned:
     def provider(self) -> str:
         return self.kind.split("_")[0]
 
-    @property
-    def streamed(self) -> bool:
-        return self.kind.endswith(("stream", "cancel"))
-
 
 def plan(seed: int = 4) -> list[Planned]:
     rng = random.Random(seed)
