@@ -23,7 +23,8 @@ from tests.web.browser.conftest import ADMIN, ANALYST, DESKTOP, PHONE, SHOTS, VI
 pytestmark = pytest.mark.slow
 
 PAGES = {"overview": "/", "spend": "/spend", "optimise": "/optimise", "benchmark": "/benchmark",
-         "reconcile": "/reconcile", "connect": "/connect", "settings": "/settings"}
+         "reconcile": "/reconcile", "connect": "/connect", "settings": "/settings", "alerts": "/settings/alerts",
+         "audit": "/audit", "billing": "/billing"}
 
 
 def cells(page: Any, table: str) -> list[dict[str, str]]:
