@@ -24,7 +24,8 @@ from fastapi.testclient import TestClient
 
 GOAL_MS = 300
 PAGES = ["/", "/spend", "/spend?period=week&group=model", "/spend?period=month&group=project",
-         "/spend?group=customer", "/optimise", "/benchmark", "/reconcile", "/connect", "/settings", "/login"]
+         "/spend?group=customer", "/optimise", "/benchmark", "/reconcile", "/connect", "/settings",
+         "/settings/alerts", "/audit", "/billing", "/login"]
 
 
 def main() -> None:
