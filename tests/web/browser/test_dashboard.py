@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 PAGES = {"overview": "/", "spend": "/spend", "optimise": "/optimise", "benchmark": "/benchmark",
          "reconcile": "/reconcile", "connect": "/connect", "settings": "/settings", "alerts": "/settings/alerts",
-         "audit": "/audit", "billing": "/billing"}
+         "audit": "/audit?verify=1", "billing": "/billing"}
 
 
 def cells(page: Any, table: str) -> list[dict[str, str]]:
