@@ -231,11 +231,30 @@ def _running_job_for(conn: Connection, connection_id: int) -> int | None:
     return None if found is None else int(found)
 
 
+def _holder_is_dead(holder: str) -> bool:
+    """A lock held by a process of this host that no longer runs (killed, even by `kill -9`) is stale
+    now, not only once it lapses: a re-run right after a crash must not wait LOCK_SECONDS."""
+    pid = holder.rpartition(":")[2]
+    if not pid.isdigit() or holder != f"{socket.gethostname()}:{pid}"[:100]:
+        return False  # another host's process: only its lapse tells
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def _acquire(engine: Engine, connection_id: int, job_id: int) -> bool:
     now = utcnow()
     with engine.begin() as conn:
         conn.execute(delete(sync_locks).where(sync_locks.c.connection_id == connection_id,
                                               sync_locks.c.expires_at <= now))
+        held = conn.execute(select(sync_locks.c.holder).where(sync_locks.c.connection_id == connection_id)).scalar()
+        if held is not None and _holder_is_dead(held):
+            conn.execute(delete(sync_locks).where(sync_locks.c.connection_id == connection_id,
+                                                  sync_locks.c.holder == held))
     try:
         with engine.begin() as conn:
             conn.execute(insert(sync_locks).values(connection_id=connection_id, job_id=job_id, holder=HOLDER,
