@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bigquery]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bigquery,otel]'
 	@touch $@
 
 install: $(BIN)/.installed   ## create .venv and install tallybook with its test dependencies
