@@ -66,7 +66,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_demo_finance_report_is_complete_fast_and_adds_up(engine: sa.Engine, cli_env) -> None:
-    ok("demo", "--days", "62", "--openai-port", str(_free_port()), "--anthropic-port", str(_free_port()),
+    ok("demo", "--no-serve", "--days", "62", "--openai-port", str(_free_port()), "--anthropic-port", str(_free_port()),
        "--cursor-port", str(_free_port()))
     today = datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
     month = f"{today.replace(day=1) - timedelta(days=1):%Y-%m}"
