@@ -22,9 +22,10 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import stripe
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from tallybook.billing import setup
 from tallybook.billing.stripe_client import cancel_event, classify, describe, send_event
@@ -68,9 +69,10 @@ def settled_end(end: datetime, now: datetime, settle_minutes: int) -> datetime:
     return min(end, ready)
 
 
-def _latest(conn: Connection, org_id: int) -> dict[tuple[str, str, datetime], object]:
+def _latest(conn: Connection, org_id: int) -> dict[tuple[str, str, datetime], Row[Any]]:
+    """The newest version recorded per (customer, meter, hour)."""
     e = tb.billing_events.c
-    found: dict[tuple[str, str, datetime], object] = {}
+    found: dict[tuple[str, str, datetime], Row[Any]] = {}
     for row in conn.execute(select(tb.billing_events).where(e.org_id == org_id).order_by(e.version)):
         found[(row.customer, row.meter, row.hour)] = row
     return found
@@ -92,7 +94,7 @@ def plan(engine: Engine, org_id: int, start: datetime, end: datetime, *, now: da
         for meter in meters.values():
             for (customer, hour), value in sorted(hourly_values(usage, meter).items()):
                 before = latest.get((customer, meter.name, hour))
-                if before is not None and before.value == value and before.status != "cancelled":  # type: ignore[attr-defined]
+                if before is not None and before.value == value and before.status != "cancelled":
                     result.unchanged += 1
                     continue
                 if before is None and value == 0:
@@ -100,15 +102,15 @@ def plan(engine: Engine, org_id: int, start: datetime, end: datetime, *, now: da
                 if hour < now - MAX_AGE:
                     result.too_old += 1
                     continue
-                if before is not None and before.status == "pending":  # type: ignore[attr-defined]
-                    conn.execute(update(tb.billing_events).where(e.id == before.id).values(value=value))  # type: ignore[attr-defined]
+                if before is not None and before.status == "pending":
+                    conn.execute(update(tb.billing_events).where(e.id == before.id).values(value=value))
                     result.corrected += 1
                     continue
                 version = 1
                 if before is not None:
-                    version = before.version + 1  # type: ignore[attr-defined]
-                    if before.status == "sent":  # type: ignore[attr-defined]
-                        conn.execute(update(tb.billing_events).where(e.id == before.id)  # type: ignore[attr-defined]
+                    version = before.version + 1
+                    if before.status == "sent":
+                        conn.execute(update(tb.billing_events).where(e.id == before.id)
                                      .values(status="cancel_pending"))
                     result.corrected += 1
                 else:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 import stripe
 import typer
@@ -32,6 +34,8 @@ from tallybook.cli.common import (
 from tallybook.errors import BillingError
 from tallybook.ledger import schema_billing as tb
 
+T = TypeVar("T")
+
 billing_app = typer.Typer(help="Usage invoicing through Stripe Billing Meters.", no_args_is_help=True)
 customers_app = typer.Typer(help="Which Stripe customer each tallybook customer is.", no_args_is_help=True)
 meters_app = typer.Typer(help="Which Stripe meter each measure goes to.", no_args_is_help=True)
@@ -44,9 +48,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(billing_app, name="billing")
 
 
-def _stripe_call(what: str, call: object) -> object:
+def _stripe_call(what: str, call: Callable[[], T]) -> T:
     try:
-        return call()  # type: ignore[operator]
+        return call()
     except stripe.StripeError as e:
         raise BillingError(f"{what}: {describe(e)}") from None
 
@@ -69,7 +73,7 @@ def customers_map(
     if create:
         made = _stripe_call("Creating the Stripe customer", lambda: client.v1.customers.create(
             params={"name": customer, **({"email": email} if email else {}), "metadata": {"tallybook_customer": customer}}))
-        stripe_customer = made.id  # type: ignore[attr-defined]
+        stripe_customer = made.id
     elif not stripe_customer:
         raise BillingError("Give --stripe-customer cus_... or --create.")
     else:
@@ -134,7 +138,7 @@ def meters_add(
             "default_aggregation": {"formula": "sum"},
             "customer_mapping": {"type": "by_id", "event_payload_key": "stripe_customer_id"},
             "value_settings": {"event_payload_key": "value"}}))
-        meter_id = made.id  # type: ignore[attr-defined]
+        meter_id = made.id
     with ctx.engine.begin() as conn:
         meter = setup.add_meter(conn, ctx.org_id, name, event_name, measure, currency=currency,
                                 unit_price=unit_price, stripe_meter_id=meter_id)
