@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -21,7 +22,26 @@ from tallybook.ledger.schema import metadata
 
 POSTGRES_URL = os.environ.get("TALLYBOOK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _pg_problem: list[str] = []
+_engines_used: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 
+
+@sa.event.listens_for(sa.Engine, "engine_connect")
+def _remember_engine(connection: sa.Connection) -> None:
+    _engines_used.add(connection.engine)
+
+
+@pytest.fixture(autouse=True)
+def _close_pooled_connections() -> Iterator[None]:
+    """After each test, close the pooled connections of every engine it used.
+
+    An engine a test (or the code under test) forgot to dispose would otherwise keep its pooled
+    connections until the garbage collector finds it, in some later test, where psycopg's
+    "connection deleted while still open" ResourceWarning then fails that innocent test.
+    """
+    yield
+    for engine in list(_engines_used):
+        engine.dispose()
+    _engines_used.clear()
 
 
 def _admin_url() -> sa.URL:

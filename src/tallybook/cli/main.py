@@ -50,7 +50,7 @@ def db_upgrade() -> None:
     Example: TALLYBOOK_DATABASE_URL=postgresql+psycopg://tally@db/tally tallybook db upgrade
     """
     settings = get_settings()
-    open_ledger(settings.database_url)
+    open_ledger(settings.database_url).dispose()
     err.print(f"Ledger at {safe_url(settings.database_url)} is up to date.")
 
 
