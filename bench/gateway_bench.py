@@ -187,7 +187,10 @@ litellm_settings:
   telemetry: false
 """)
     port = free_port()
-    env = {**os.environ, "LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true", "LITELLM_TELEMETRY": "False"}
+    # LiteLLM fetches its model cost map from GitHub at start unless told to use its bundled copy: without
+    # the internet that fetch hangs its requests (seen here: every request timed out).
+    env = {**os.environ, "LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true", "LITELLM_TELEMETRY": "False",
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     log = (tmp / "litellm.log").open("wb")
     proc = subprocess.Popen([str(binary), "--config", str(conf), "--host", "127.0.0.1", "--port", str(port),
                              "--num_workers", "1"], env=env, stdout=log, stderr=log)
