@@ -16,6 +16,7 @@ from tallybook.fakes.cohere_chat import CohereChatFake
 from tallybook.fakes.ollama_chat import OllamaFake
 from tallybook.fakes.openai_chat import OpenAIChatFake
 from tallybook.fakes.server import RunningServer, serve_in_thread
+from tallybook.gateway.server import Running, serve_in_thread as serve_gateway
 from tallybook.gateway.app import create_app
 from tallybook.gateway.events import UsageEvent
 from tallybook.gateway.keys import KeyCache, create_key, revoke_key
@@ -80,7 +81,7 @@ class Stack:
     engine: Any = None
     upstream_urls: dict[str, str] = field(default_factory=dict)
     recorders: dict[str, Recorder] = field(default_factory=dict)
-    servers: list[RunningServer] = field(default_factory=list)
+    servers: list[RunningServer | Running] = field(default_factory=list)
     clients: list[Any] = field(default_factory=list)
     app: Any = None  # SDK clients a test made, closed after it
 
@@ -104,7 +105,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     spool = CapturingSpool()
     settings = Settings(gateway_max_body_bytes=200_000, gateway_gpu_hour_cost="2.00")
     app = create_app(keys=keys, limits=None, spool=spool, upstreams=upstreams, settings=settings)
-    gateway = serve_in_thread(app)
+    gateway = serve_gateway(app)
     stack = Stack(gateway.url, secret, revoked, info.id, keys, spool, fakes["openai"],  # type: ignore[arg-type]
                 fakes["anthropic"], fakes["cohere"], fakes["ollama"], engine,  # type: ignore[arg-type]
                 {name: server.url for name, server in servers.items()}, recorders, [gateway, *servers.values()],

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tallybook.config import Settings
-from tallybook.fakes.server import RunningServer, serve_in_thread
+from tallybook.gateway.server import Running, serve_in_thread as serve_gateway
 from tallybook.gateway.app import Gateway, create_app
 from tallybook.gateway.keys import KeyCache, create_key
 from tallybook.gateway.limits import Limits
@@ -34,7 +34,7 @@ def limited(stack: Stack) -> Iterator[tuple[str, dict[str, str], CapturingSpool]
         keys=KeyCache(stack.engine), limits=limits, spool=spool, settings=Settings(),
         upstreams=[OpenAIUpstream(stack.upstream_urls["openai"], "sk-test"),
                    AnthropicUpstream(stack.upstream_urls["anthropic"], "sk-ant-test")])
-    server: RunningServer = serve_in_thread(app)
+    server: Running = serve_gateway(app)
     yield server.url, {"slow": slow, "poor": poor}, spool
     if app.loop is not None:
         import asyncio

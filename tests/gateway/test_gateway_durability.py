@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from tallybook.config import Settings
-from tallybook.fakes.server import serve_in_thread
 from tallybook.gateway.app import create_app
 from tallybook.gateway.events import UsageEvent
 from tallybook.gateway.providers import AnthropicUpstream, OpenAIUpstream
+from tallybook.gateway.server import serve_in_thread as serve_gateway
 
 from tests.gateway.conftest import Stack
 
@@ -39,7 +39,7 @@ def gated(stack: Stack) -> Iterator[tuple[str, str, GatedSpool]]:
     app = create_app(keys=stack.keys, limits=None, spool=spool, settings=Settings(), upstreams=[
         OpenAIUpstream(stack.upstream_urls["openai"], "sk-test"),
         AnthropicUpstream(stack.upstream_urls["anthropic"], "sk-ant-test")])
-    server = serve_in_thread(app)
+    server = serve_gateway(app)
     yield server.url, stack.key, spool
     spool.gate.set()
     if app.loop is not None:

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from tallybook.config import Settings
-from tallybook.fakes.server import serve_in_thread
 from tallybook.gateway.app import create_app
 from tallybook.gateway.providers import OpenAIUpstream
+from tallybook.gateway.server import serve_in_thread as serve_gateway
 from tallybook.gateway.tracing import Tracing
 from tests.gateway.conftest import CapturingSpool, Stack
 
@@ -38,7 +38,7 @@ def test_a_request_becomes_one_span_with_genai_attributes(stack: Stack) -> None:
     app = create_app(keys=stack.keys, limits=None, spool=spool, settings=Settings(), tracing=tracing,
                      upstreams=[OpenAIUpstream(stack.upstream_urls["openai"], "sk-test")])
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    with serve_in_thread(app) as server:
+    with serve_gateway(app) as server:
         response = httpx.post(server.url + "/v1/chat/completions", headers={
             "authorization": f"Bearer {stack.key}", "traceparent": parent},
             json={"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]})

@@ -1,6 +1,7 @@
-"""`tallybook gateway`: run the metering gateway under uvicorn (uvloop + httptools).
+"""`tallybook gateway`: run the metering gateway on its own HTTP/1.1 server (gateway/server.py, uvloop +
+httptools), one worker process or several sharing one socket (gateway/workers.py).
 
-Each worker process builds its own app (`build_app`, a uvicorn factory): the ledger engine, the
+Each worker process builds its own app (`build_app`, the workers' factory): the ledger engine, the
 virtual key cache, rate limits and budgets, its spool, and one Upstream per stored provider
 credential, opened with the vault. The workers only serve: ledger writes and alert checks run in one
 background process (`background`), so their database work never holds a worker's GIL (a flush
@@ -8,7 +9,7 @@ thread inside a worker cost ~28 % of it at full load and stalled the event loop 
 
     tallybook gateway (supervisor; after a graceful stop it flushes what the workers left)
       +- background process: replays what the spool holds, then flushes it every second; alerts
-      +- worker 1..N: uvicorn + the Gateway app; spools rotate every second so the flusher may take them
+      +- worker 1..N: the server + the Gateway app; spools rotate every second so the flusher may take them
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import gc
 from decimal import Decimal, InvalidOperation
 
 import typer
-import uvicorn
 from sqlalchemy import Engine
 
 from tallybook.cli.common import err, handle_errors, safe_url
@@ -31,8 +31,10 @@ from tallybook.gateway.limits import Limits
 from tallybook.gateway.metering import load_tokenizer
 from tallybook.gateway.metrics import shared_across_workers
 from tallybook.gateway.providers import UPSTREAMS, Upstream
+from tallybook.gateway.server import listen
 from tallybook.gateway.spool import Spool
 from tallybook.gateway.tracing import Tracing
+from tallybook.gateway.workers import supervise
 from tallybook.ledger.db import connect, open_ledger
 from tallybook.pricing.catalog import default_catalog
 from tallybook.security.vault import Vault
@@ -56,7 +58,7 @@ def load_upstreams(settings: Settings, engine: Engine) -> list[Upstream]:
 
 
 def build_app() -> Gateway:
-    """The gateway app of one worker process, from the settings (a uvicorn factory)."""
+    """The gateway app of one worker process, from the settings (the workers' factory)."""
     settings = get_settings()
     engine = connect(settings.database_url)
     spool = Spool(spool_directory(settings), rotate_seconds=ROTATE_SECONDS)
@@ -110,13 +112,17 @@ def gateway(
         raise ConfigError("No upstream provider is configured: run `tallybook providers add openai` "
                           "(or anthropic, cohere, ollama) first.")
     names = ", ".join(sorted({u.name for u in upstreams}))
+    try:
+        sock = listen(host, port)
+    except OSError as exc:
+        raise ConfigError(f"The gateway cannot listen on {host}:{port}: {exc.strerror or exc}. "
+                          "Choose another --port or stop what holds it.") from None
     err.print(f"Gateway on http://{host}:{port} ({workers} worker{'s' * (workers > 1)}) for {names}; "
               f"ledger {safe_url(settings.database_url)}; spool {spool_directory(settings)}")
     flusher = start_background()
     try:
         with shared_across_workers(workers):  # /metrics of any worker sums them all
-            uvicorn.run("tallybook.cli.gateway:build_app", factory=True, host=host, port=port, workers=workers,
-                        loop="uvloop", http="httptools", log_level="warning", access_log=False, lifespan="on",
-                        proxy_headers=False)  # the gateway never reads the client's address
+            supervise(sock, workers)
     finally:
+        sock.close()
         stop_background(flusher, settings)

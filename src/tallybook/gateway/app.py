@@ -58,8 +58,8 @@ DROP_UP = frozenset({b"host", b"content-length", b"authorization", b"x-api-key",
                      b"transfer-encoding", b"te", b"upgrade", b"accept-encoding", b"x-llm-provider",
                      b"proxy-authorization", b"x-tallybook-key", b"x-tallybook-customer", b"x-tallybook-feature",
                      b"x-tallybook-business-unit", b"x-tallybook-tags"})
-# ... and on the way down (uvicorn sets its own date, server and framing).
-DROP_DOWN = frozenset({b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"})
+# ... and on the way down: framing, which the gateway's server sets for its own connection.
+DROP_DOWN = frozenset({b"content-length", b"connection", b"keep-alive", b"transfer-encoding"})
 JSON = (b"content-type", b"application/json")
 Hook = Callable[[], Awaitable[None]]
 
@@ -80,7 +80,7 @@ class Gateway:
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop serving us, for a clean shutdown
 
     async def aclose(self) -> None:
-        """Close the upstreams' connection pools (lifespan shutdown does this under uvicorn)."""
+        """Close the upstreams' connection pools (the lifespan shutdown does this)."""
         await self.upstreams.aclose()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
