@@ -312,7 +312,7 @@ def goals(paths: dict[str, Path_]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10, help="measuring time per path and rate")
-    parser.add_argument("--rates", default="100,500")
+    parser.add_argument("--rates", default="20,100,500")
     parser.add_argument("--max-seconds", type=float, default=5)
     parser.add_argument("--no-stream", action="store_true", help="leave out the streamed scenario")
     parser.add_argument("--skip-litellm", action="store_true")

@@ -13,7 +13,7 @@ import pytest
 from tallybook.config import Settings
 from tallybook.gateway.app import create_app
 from tallybook.gateway.providers import AnthropicUpstream, CohereUpstream, OllamaUpstream, OpenAIUpstream
-from tallybook.gateway.routing import ROUTES, RouteError, choose_provider, parse_tags
+from tallybook.gateway.routing import ROUTES, RouteError, choose_provider, parse_tags, with_stream_usage
 
 from tests.gateway.conftest import CapturingSpool, Stack
 
@@ -116,3 +116,24 @@ def test_compatible_apis_get_the_request_with_their_own_auth(stack: Stack) -> No
     assert [(e.provider, e.usage.input_tokens, e.usage.output_tokens) for e in spool.events] == [
         ("anthropic", 12, 3), ("cohere", 12, 3), ("ollama", 12, 3), ("openai", 12, 3)]
     assert spool.events[2].usage.gpu_seconds is not None  # wall time: the compatible API has no durations
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"caf\\u00e9 1.10"}]}',
+    b'  \n{ "stream" : true, "temperature": 1.0, "model": "gpt-4o", "n": 12345678901234567890 }',
+])
+def test_a_stream_asked_for_usage_keeps_every_byte_the_client_sent(raw: bytes) -> None:
+    body = json.loads(raw)
+    sent, strip = with_stream_usage(CHAT, dict(body), raw)
+    assert strip  # the client did not ask for the usage chunk: the gateway hides it again
+    assert json.loads(sent) == {**body, "stream_options": {"include_usage": True}}
+    spliced = b'"stream_options":{"include_usage":true},'
+    assert sent.replace(spliced, b"", 1) == raw  # "1.0", the escape and the big number are as they were
+
+
+def test_stream_options_of_the_clients_own_are_kept_beside_include_usage() -> None:
+    raw = b'{"model":"gpt-4o","stream":true,"stream_options":{"include_obfuscation":false}}'
+    sent, strip = with_stream_usage(CHAT, json.loads(raw), raw)
+    assert strip and json.loads(sent)["stream_options"] == {"include_obfuscation": False, "include_usage": True}
+    asked = b'{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}'
+    assert with_stream_usage(CHAT, json.loads(asked), asked) == (asked, False)

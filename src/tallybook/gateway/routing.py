@@ -166,13 +166,22 @@ class Call:
         self.dialect: Dialect | None = None
 
 
+ASK_FOR_USAGE = b'{"stream_options":{"include_usage":true},'
+
+
 def with_stream_usage(route: Route, body: dict[str, Any], raw: bytes) -> tuple[bytes, bool]:
-    """Ask an OpenAI-shaped stream for its usage chunk; True when the client did not ask for it."""
+    """Ask an OpenAI-shaped stream for its usage chunk; True when the client did not ask for it.
+
+    Without `stream_options` the member is spliced in after the object's opening brace, so every other
+    byte the client sent goes up as it was (and a large body is not serialised again)."""
     if route.endpoint != "chat.completions" or body.get("stream") is not True:
         return raw, False
     options = body.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage") is True:
         return raw, False
+    start = len(raw) - len(raw.lstrip(b" \t\r\n"))
+    if "stream_options" not in body and raw[start:start + 1] == b"{" and raw[start + 1:start + 2] != b"\x00":
+        return raw[:start] + ASK_FOR_USAGE + raw[start + 1:], True  # (an object with members: "stream" is one)
     body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
     return json.dumps(body, separators=(",", ":")).encode(), True
 

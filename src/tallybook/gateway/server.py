@@ -453,6 +453,7 @@ class Server:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.started = threading.Event()
         self._stop: asyncio.Event | None = None
+        self._force = False
 
     async def serve(self, *, signals: bool = False) -> None:
         self.loop = asyncio.get_running_loop()
@@ -461,9 +462,9 @@ class Server:
         if life is not None:
             await life.step("startup")
         server = await self.loop.create_server(lambda: Connection(self.app, self.state), sock=self.sock, backlog=4096)
-        if signals:
+        if signals:  # the first Ctrl-C stops gracefully, a second one stops now
             for signum in (signal.SIGINT, signal.SIGTERM):
-                self.loop.add_signal_handler(signum, self._stop.set)
+                self.loop.add_signal_handler(signum, self._signalled)
         self.started.set()
         try:
             await self._stop.wait()
@@ -472,16 +473,24 @@ class Server:
             server.close()
             for conn in list(self.state.connections):
                 conn.close_if_idle()
-            if self.state.tasks:
-                _, pending = await asyncio.wait(set(self.state.tasks), timeout=self.grace)
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    await asyncio.wait(pending, timeout=5)
+            deadline = self.loop.time() + self.grace
+            while self.state.tasks and not self._force and self.loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            pending = set(self.state.tasks)
+            for task in pending:
+                task.cancel()  # the gateway meters what a cancelled stream relayed
+            if pending:
+                await asyncio.wait(pending, timeout=5)
             for conn in list(self.state.connections):
                 conn.close()
             if life is not None:
                 await life.step("shutdown")
+
+    def _signalled(self) -> None:
+        assert self._stop is not None
+        if self._stop.is_set():
+            self._force = True
+        self._stop.set()
 
     def stop(self) -> None:
         """Stop serving (from any thread): requests in flight finish, then the lifespan shuts down."""
