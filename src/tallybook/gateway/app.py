@@ -340,7 +340,7 @@ class Gateway:
 
     async def record(self, call: Call, status: int, outcome: str, usage: Usage, streamed: bool,
                      response: Response | None = None) -> UsageEvent:
-        """Build the event, make it durable, count it."""
+        """Build the event and make it durable (before the answer's last byte; `settle` counts it after)."""
         assert call.key is not None
         request_id = None
         if response is not None:
@@ -353,13 +353,17 @@ class Gateway:
             # Only a success takes the id derived from Idempotency-Key: a failed try must not shadow its retry.
             event_id=call.event_id if call.event_id and (outcome == "ok" or not call.idem) else new_event_id())
         await self.spool.append(event)
+        return event
+
+    def observe(self, call: Call, event: UsageEvent) -> None:
         self.metrics.observe(event)
         if self.tracing is not None:
             self.tracing.record(event, call.started, call.headers, call.body,
                                 call.upstream.base_url if call.upstream is not None else None)
-        return event
 
     async def settle(self, call: Call, event: UsageEvent) -> None:
+        """After the answer: count the event (metrics, trace) and settle its rate limit and budget."""
+        self.observe(call, event)
         if self.limits is None or call.key is None:
             return
         if call.key.tpm is not None:
@@ -373,10 +377,13 @@ class Gateway:
     async def refuse(self, call: Call, send: Any, exc: RouteError) -> None:
         """Answer a request the gateway will not forward; meter it when the key is known."""
         self.metrics.refused.labels(str(exc.status)).inc()
+        event = None
         if call.key is not None:
-            await self.record(call, exc.status, "rejected", Usage(), bool(call.body.get("stream")))
+            event = await self.record(call, exc.status, "rejected", Usage(), bool(call.body.get("stream")))
         await _respond(send, exc.status, error_response(call.route.shape, exc.status, exc.message),
                        [JSON, *exc.headers])
+        if event is not None:
+            self.observe(call, event)
 
     async def upstream_failed(self, call: Call, send: Any, status: int, message: str) -> None:
         event = await self.record(call, status, "upstream_error", Usage(), bool(call.body.get("stream")))
