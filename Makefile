@@ -28,7 +28,7 @@ bench: install               ## ingest and sync throughput (prints figures)
 	@bash scripts/ensure-postgres.sh || true
 	$(BIN)/python bench/sync_bench.py
 
-bench-gateway: install       ## gateway overhead: direct vs tallybook vs nginx vs LiteLLM at 100/500 req/s and flat out
+bench-gateway: install       ## gateway overhead: direct vs tallybook vs nginx vs LiteLLM at 20/100/500 req/s and flat out
 	$(BIN)/python bench/gateway_bench.py
 
 screenshots: install         ## refresh docs/img/ from the browser tests (each page, desktop and phone)

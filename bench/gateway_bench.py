@@ -11,7 +11,7 @@ and its streamed variant; bench/gateway_load.py), then in front of it
       to the upstream, its own config in a temp dir),
   (d) the LiteLLM proxy (`litellm[proxy]` in bench/.venv-litellm, installed on first use; skipped with
       a loud line when it will not install or start),
-and a load generator in its own process: open loop at a fixed arrival rate (100 and 500 req/s), then
+and a load generator in its own process: open loop at a fixed arrival rate (20, 100 and 500 req/s), then
 flat out for the maximum (wrk with 32 connections when installed). Each scenario runs every path
 in turn, slowest last (a saturated proxy works off its backlog after its run: it must not steal the
 CPU from the next one). Added latency = the path's percentile minus the direct percentile; a request
