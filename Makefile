@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test test-fast bench bench-gateway screenshots serve-fakes clean
+.PHONY: install demo test test-fast lint bench bench-gateway screenshots serve-fakes clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,13 +16,16 @@ install: $(BIN)/.installed   ## create .venv and install tallybook with its test
 demo: install                ## start the fake providers, sync 90 days through the real pipeline, print a summary
 	$(BIN)/tallybook demo
 
-test: install                ## install, start PostgreSQL if needed, run every test
+test: install lint           ## install, lint, start PostgreSQL if needed, run every test
 	@bash scripts/ensure-postgres.sh || echo "!! PostgreSQL unavailable: the PostgreSQL tests will be skipped"
 	@bash scripts/ensure-chromium.sh || echo "!! chromium unavailable: the browser tests will be skipped"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install           ## the tests without the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install                ## ruff over src, tests and bench (pinned in the dev extra)
+	$(BIN)/ruff check src tests bench
 
 bench: install               ## ingest and sync throughput (prints figures)
 	@bash scripts/ensure-postgres.sh || true

@@ -41,7 +41,7 @@ def start_http_receiver() -> HttpReceiver:
     holder: list[HttpReceiver] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             receiver = holder[0]
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             if receiver.failures_left > 0:
@@ -71,7 +71,7 @@ class _MailHandler:
     def __init__(self) -> None:
         self.mails: list[Mail] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.mails.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 Message accepted for delivery"
 

@@ -12,7 +12,6 @@ from tallybook.analytics.anomalies import AnomalyRule, detect, expectations, fin
 from tallybook.analytics.rollups import ReportError, ReportQuery
 from tallybook.ledger import store
 from tallybook.ledger.records import CostRecord
-
 from tests.analytics.synthetic import daily
 
 START = date(2026, 6, 1)  # a Monday
@@ -127,6 +126,6 @@ def test_anomalies_from_the_ledger_per_provider(engine: sa.Engine) -> None:
         outside = find_anomalies(conn, ReportQuery(org_id=org, start=datetime(2026, 8, 20),
                                                    end=datetime(2026, 8, 24), group_by=["provider"]))
     assert [(a.day, a.group["provider"], a.currency, a.actual, a.direction) for a in found] == [
-        (spike, "anthropic", "USD", Decimal("400"), "spike")]
+        (spike, "anthropic", "USD", Decimal(400), "spike")]
     assert found[0].as_dict()["origin"] == "reported"
     assert outside == []

@@ -8,7 +8,13 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from tallybook.analytics.benchmark import (
-    K_ANONYMITY, load_tiers, market_index, peer_percentiles, percentile, set_opt_in, share_month,
+    K_ANONYMITY,
+    load_tiers,
+    market_index,
+    peer_percentiles,
+    percentile,
+    set_opt_in,
+    share_month,
 )
 from tallybook.ledger import store
 
@@ -54,9 +60,9 @@ def test_ten_peers_give_percentiles_that_reveal_no_single_rate(engine: sa.Engine
 def test_an_organisation_that_did_not_opt_in_shares_nothing(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         org = store.ensure_org(conn, "private")
-        assert share_month(conn, org, "2026-10", {"mid": Decimal("3")}) == 0
+        assert share_month(conn, org, "2026-10", {"mid": Decimal(3)}) == 0
         set_opt_in(conn, org, True)
-        assert share_month(conn, org, "2026-10", {"mid": Decimal("3")}) == 1
+        assert share_month(conn, org, "2026-10", {"mid": Decimal(3)}) == 1
         set_opt_in(conn, org, False)  # opting out withdraws what was shared
         assert peer_percentiles(conn, org, "2026-10", "mid").contributors == 0
 
@@ -68,7 +74,7 @@ def test_percentile_interpolates() -> None:
 
 def test_market_index_is_the_median_blended_list_price_of_the_tier() -> None:
     tiers = load_tiers()
-    prices = {("openai", "gpt-4o"): Decimal("4.375"), ("anthropic", "claude-sonnet-4"): Decimal("6"),
+    prices = {("openai", "gpt-4o"): Decimal("4.375"), ("anthropic", "claude-sonnet-4"): Decimal(6),
               ("openai", "o4-mini"): Decimal("1.925")}
     points = {p.tier: p for p in market_index(tiers, lambda prov, model, at: prices.get((prov, model)),
                                                at=datetime(2026, 11, 1))}

@@ -12,7 +12,6 @@ from tallybook.analytics.forecast import forecast, forecast_month, least_squares
 from tallybook.analytics.rollups import ReportError, ReportQuery
 from tallybook.ledger import store
 from tallybook.ledger.records import CostRecord
-
 from tests.analytics.synthetic import daily
 
 OCTOBER = date(2026, 10, 1)
@@ -114,7 +113,7 @@ def test_short_histories_fit_fewer_terms(days: int, method: str) -> None:
 
 
 def test_too_little_history_gives_no_interval() -> None:
-    one = forecast_month({MID: Decimal("10")}, OCTOBER, MID)
+    one = forecast_month({MID: Decimal(10)}, OCTOBER, MID)
     assert (one.method, one.forecast, one.low, one.high) == ("mean", Decimal("170.00"), None, None)
     none = forecast_month({}, OCTOBER, MID)
     assert (none.method, none.forecast, none.low) == ("none", Decimal(0), None)

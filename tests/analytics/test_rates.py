@@ -36,9 +36,9 @@ def test_rates_and_discount_by_hand(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         [row] = rates(conn, ReportQuery(org_id=org, start=DAY, end=datetime(2026, 10, 2), group_by=["model"]),
                       list_pricer=pricer)
-    assert row.input_rate == Decimal("2")  # $2.00 for 1M input tokens (800k uncached + 200k cached)
-    assert row.output_rate == Decimal("8")  # $4.00 for 0.5M output tokens
+    assert row.input_rate == Decimal(2)  # $2.00 for 1M input tokens (800k uncached + 200k cached)
+    assert row.output_rate == Decimal(8)  # $4.00 for 0.5M output tokens
     assert row.blended_rate == Decimal("3.5")  # (3 x 2 + 8) / 4
     assert row.list_cost == Decimal("7.25")  # 2.00 + 0.25 + 5.00
-    assert row.discount == 1 - Decimal("6") / Decimal("7.25")
+    assert row.discount == 1 - Decimal(6) / Decimal("7.25")
     assert row.as_dict()["discount"] == Decimal("0.172414")

@@ -3,6 +3,7 @@ which names the first bad entry; an untouched chain verifies."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -13,7 +14,6 @@ from tallybook.audit.log import GENESIS
 from tallybook.audit.verify import verify
 from tallybook.ledger import schema_ops as ops
 from tallybook.ledger import store
-
 from tests.cli.helpers import ok, run
 
 N = 6
@@ -92,7 +92,7 @@ def test_an_untouched_chain_verifies_and_links_each_entry_to_the_one_before(engi
     assert verdict.ok and verdict.entries == N
     assert [r.seq for r in rows] == list(range(1, N + 1))
     assert rows[0].prev_hash == GENESIS
-    assert all(later.prev_hash == earlier.hash for earlier, later in zip(rows, rows[1:]))
+    assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(rows))
     assert verdict.head_hash == rows[-1].hash
 
 

@@ -9,9 +9,8 @@ import sqlalchemy as sa
 from tallybook.gateway.events import Usage, UsageEvent
 from tallybook.gateway.flusher import write_events
 from tallybook.ledger import schema as t
-from tallybook.ledger.budgets import lease_scope
 from tallybook.ledger import store
-
+from tallybook.ledger.budgets import lease_scope
 from tests.cli.helpers import ok, run
 
 CUSTOMER = "cust-zq81-wonka"  # distinctive, so a substring scan cannot hit anything else

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tallybook.ledger import schema_ops as ops
-
 from tests.cli.helpers import ok, run
 
 

@@ -175,7 +175,7 @@ def test_preview_totals_equal_the_priced_usage_to_the_cent(
 
 
 def test_the_fake_validates_like_stripe(fake: tuple[StripeFake, RunningServer]) -> None:
-    stripe_fake, server = fake
+    _stripe_fake, server = fake
     client = stripe.StripeClient(KEY, base_addresses={"api": server.url})
     client.v1.billing.meters.create(params={"display_name": "x", "event_name": "tokens",
                                             "default_aggregation": {"formula": "sum"}})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tallybook.config import get_settings, reset_settings
 from tallybook.gateway.credentials import credential_context
 from tallybook.gateway.keys import KeyCache
 from tallybook.gateway.limits import period_start
@@ -16,8 +17,6 @@ from tallybook.ledger import schema as t
 from tallybook.ledger.budgets import NANOS
 from tallybook.ledger.db import connect
 from tallybook.security.vault import Vault
-from tallybook.config import get_settings, reset_settings
-
 from tests.cli.helpers import Result, ok, run
 
 
@@ -46,7 +45,7 @@ def test_a_key_secret_is_printed_once_and_never_stored(cli_env: dict[str, str]) 
     assert "cannot be shown again" in created.stderr
     engine = connect(cli_env["TALLYBOOK_DATABASE_URL"])
     key = KeyCache(engine).authenticate(secret)  # the gateway knows it by its hash
-    assert key is not None and (key.budget, key.budget_period, key.rpm, key.customer) == (Decimal("10"), "day", 600, "acme")
+    assert key is not None and (key.budget, key.budget_period, key.rpm, key.customer) == (Decimal(10), "day", 600, "acme")
     with engine.begin() as conn:  # spend 2.50 this period, as the gateway would have settled it
         start = period_start("day", datetime.now().astimezone())
         budgets.settle_and_lease(conn, org_id=key.org_id, scope=f"key:{key.id}", period_start=start,

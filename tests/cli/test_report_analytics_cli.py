@@ -11,7 +11,6 @@ import pytest
 from tallybook.ledger import store
 from tallybook.ledger.db import connect
 from tallybook.ledger.records import CostRecord
-
 from tests.analytics.synthetic import daily
 from tests.cli.helpers import ok, run
 
@@ -84,8 +83,8 @@ def test_anomalies_flag_the_spike_only(env: dict[str, str]) -> None:
     assert [(r["day"], r["provider"], r["direction"], r["currency"]) for r in rows] == [
         (SPIKE.isoformat(), "openai", "spike", "USD")]
     spike = rows[0]
-    assert Decimal(spike["actual"]) == Decimal("900")
-    assert Decimal(spike["low"]) < Decimal(spike["expected"]) < Decimal(spike["high"]) < Decimal("900")
+    assert Decimal(spike["actual"]) == Decimal(900)
+    assert Decimal(spike["low"]) < Decimal(spike["expected"]) < Decimal(spike["high"]) < Decimal(900)
     assert (spike["origin"], spike["expected_origin"]) == ("reported", "estimated")
     table = ok("report", "anomalies", "--from", "2026-09-01", "--to", "2026-10-15", "--group-by", "provider",
                env=env)

@@ -35,7 +35,7 @@ def test_costs_in_euro_show_rate_and_date(cli_env: dict[str, str]) -> None:
     [day9] = ok("report", "costs", "--from", "2026-01-09", "--to", "2026-01-09", "--currency", "EUR",
                 "--group-by", "provider", "--format", "json", env=cli_env).json()
     assert day9["currency"] == "EUR" and day9["original_currency"] == "USD"
-    assert Decimal(day9["original_amount"]) == Decimal("100")
+    assert Decimal(day9["original_amount"]) == Decimal(100)
     assert Decimal(day9["amount"]).quantize(Decimal("0.0001")) == (Decimal(100) / Decimal("1.1650")).quantize(Decimal("0.0001"))
     assert day9["fx_rate_date"] == "2026-01-09"
     rows = ok("report", "costs", "--from", "2026-01-08", "--to", "2026-01-10", "--currency", "EUR",
@@ -52,4 +52,4 @@ def test_costs_in_euro_show_rate_and_date(cli_env: dict[str, str]) -> None:
     # in the vendor's own currency nothing is converted
     [usd] = ok("report", "costs", "--from", "2026-01-08", "--to", "2026-01-10", "--group-by", "provider",
                "--format", "json", env=cli_env).json()
-    assert usd["currency"] == "USD" and Decimal(usd["amount"]) == Decimal("170") and "fx_rate" not in usd
+    assert usd["currency"] == "USD" and Decimal(usd["amount"]) == Decimal(170) and "fx_rate" not in usd

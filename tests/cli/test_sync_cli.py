@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,7 +19,6 @@ import sqlalchemy as sa
 from tallybook.fakes.launcher import DEMO_KEYS, FakeCloud, start_fakes
 from tallybook.ledger import schema as t
 from tallybook.ledger.db import connect
-
 from tests.cli.helpers import ok, run
 from tests.support import FAKE_NOW
 
@@ -125,7 +125,7 @@ def test_429_with_retry_after_is_waited_out(cloud: FakeCloud, cli_env: dict[str,
     assert time.monotonic() - began >= 6.0
     calls = [r for r in httpx.get(log_url).json()[seen:] if r["path"].endswith("/messages")][:4]
     assert [c["status"] for c in calls] == [429, 429, 429, 200]
-    gaps = [later["at"] - earlier["at"] for earlier, later in zip(calls, calls[1:])]
+    gaps = [later["at"] - earlier["at"] for earlier, later in itertools.pairwise(calls)]
     assert all(gap >= 1.9 for gap in gaps), gaps
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -89,7 +90,7 @@ def test_plan_splits_into_aligned_pages():
     assert [(t.start, t.end) for t in costs] == [(t.start, t.end) for t in daily]
     assert hourly[0].start == datetime(2025, 9, 1, 5) and hourly[-1].end == datetime(2025, 9, 14, 11)
     assert all(t.end - t.start <= timedelta(hours=168) for t in hourly)
-    assert all(a.end == b.start for a, b in zip(hourly, hourly[1:]))
+    assert all(a.end == b.start for a, b in itertools.pairwise(hourly))
 
 
 def test_usage_and_costs_for_40_days_equal_the_ground_truth(connect, fake):

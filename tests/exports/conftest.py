@@ -8,7 +8,6 @@ from datetime import datetime
 import pytest
 
 from tallybook.fakes.launcher import DEMO_KEYS, FakeCloud, start_fakes
-
 from tests.cli.helpers import ok
 from tests.support import FAKE_NOW
 

@@ -74,7 +74,7 @@ def _datetime(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value
     if isinstance(value, str) and ISO_UTC.match(value):
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return datetime.fromisoformat(value)
     raise TypeError(f"{value!r} is not an ISO 8601 UTC datetime")
 
 

@@ -14,10 +14,9 @@ import pytest
 
 from tallybook.fakes.launcher import FakeCloud
 from tallybook.pricing.catalog import list_price
-
 from tests.cli.helpers import ok, run
-from tests.exports.focus_validator import MANDATORY, problems
 from tests.exports.conftest import END, SINCE, START, UNTIL
+from tests.exports.focus_validator import MANDATORY, problems
 
 
 def vendor_total(cloud: FakeCloud) -> Decimal:

@@ -11,7 +11,6 @@ from tallybook.exports.focus import COLUMN_NAMES, FOCUS_SCHEMA, focus_rows
 from tallybook.exports.parquet import arrow_table
 from tallybook.ledger import store
 from tallybook.ledger.records import CostRecord, UsageRecord
-
 from tests.exports.focus_validator import problems
 
 DAY = datetime(2026, 10, 5)

@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from tallybook.exports.focus import FOCUS_SCHEMA
-
 from tests.cli.helpers import ok
 from tests.exports.conftest import SINCE, UNTIL
 

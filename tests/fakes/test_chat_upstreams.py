@@ -163,9 +163,9 @@ def test_async_client_streams_usage(openai_fake):
 
 def test_openai_errors_parse_as_sdk_errors(openai_fake, oai):
     _, server = openai_fake
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="bad-key", max_retries=0) as client:
-        with pytest.raises(openai.AuthenticationError) as caught:
-            client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="bad-key", max_retries=0) as client, \
+            pytest.raises(openai.AuthenticationError) as caught:
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
     assert caught.value.code == "invalid_api_key"
     with pytest.raises(openai.BadRequestError) as bad:
         oai.chat.completions.create(model="gpt-4o-mini", messages=[])
@@ -283,9 +283,9 @@ def test_count_tokens(ant):
 
 def test_anthropic_errors_parse_as_sdk_errors(anthropic_fake, ant):
     _, server = anthropic_fake
-    with anthropic.Anthropic(base_url=server.url, api_key="wrong", max_retries=0) as client:
-        with pytest.raises(anthropic.AuthenticationError) as caught:
-            client.messages.create(model="claude-sonnet-4-20250514", max_tokens=10, messages=HELLO)
+    with anthropic.Anthropic(base_url=server.url, api_key="wrong", max_retries=0) as client, \
+            pytest.raises(anthropic.AuthenticationError) as caught:
+        client.messages.create(model="claude-sonnet-4-20250514", max_tokens=10, messages=HELLO)
     assert caught.value.body["error"]["type"] == "authentication_error"
     with pytest.raises(anthropic.BadRequestError):
         ant.messages.create(model="claude-sonnet-4-20250514", max_tokens=0, messages=HELLO)

@@ -16,11 +16,12 @@ from tallybook.fakes.cohere_chat import CohereChatFake
 from tallybook.fakes.ollama_chat import OllamaFake
 from tallybook.fakes.openai_chat import OpenAIChatFake
 from tallybook.fakes.server import RunningServer, serve_in_thread
-from tallybook.gateway.server import Running, serve_in_thread as serve_gateway
 from tallybook.gateway.app import create_app
 from tallybook.gateway.events import UsageEvent
 from tallybook.gateway.keys import KeyCache, create_key, revoke_key
 from tallybook.gateway.providers import AnthropicUpstream, CohereUpstream, OllamaUpstream, OpenAIUpstream
+from tallybook.gateway.server import Running
+from tallybook.gateway.server import serve_in_thread as serve_gateway
 from tallybook.ledger import store
 from tallybook.ledger.db import open_ledger
 

@@ -10,13 +10,13 @@ import openai
 import pytest
 
 from tallybook.config import Settings
-from tallybook.gateway.server import Running, serve_in_thread as serve_gateway
 from tallybook.gateway.app import Gateway, create_app
 from tallybook.gateway.keys import KeyCache, create_key
 from tallybook.gateway.limits import Limits
 from tallybook.gateway.providers import AnthropicUpstream, OpenAIUpstream
+from tallybook.gateway.server import Running
+from tallybook.gateway.server import serve_in_thread as serve_gateway
 from tallybook.ledger import store
-
 from tests.gateway.conftest import CapturingSpool, Stack
 
 HELLO = [{"role": "user", "content": "Say hello to the ledger."}]

@@ -21,7 +21,6 @@ from tallybook.fakes.openai_chat import OpenAIChatFake
 from tallybook.fakes.server import RunningServer, serve_in_thread
 from tallybook.ledger import schema as t
 from tallybook.ledger.db import connect
-
 from tests.cli.helpers import ok, run
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+
 import anyio.to_thread
 import httpx
 import pytest
@@ -15,7 +16,6 @@ from tallybook.gateway.app import create_app
 from tallybook.gateway.events import UsageEvent
 from tallybook.gateway.providers import AnthropicUpstream, OpenAIUpstream
 from tallybook.gateway.server import serve_in_thread as serve_gateway
-
 from tests.gateway.conftest import Stack
 
 HELLO = [{"role": "user", "content": "Say hello to the ledger."}]

@@ -14,7 +14,6 @@ from tallybook.config import Settings
 from tallybook.gateway.app import create_app
 from tallybook.gateway.providers import AnthropicUpstream, CohereUpstream, OllamaUpstream, OpenAIUpstream
 from tallybook.gateway.routing import ROUTES, RouteError, choose_provider, parse_tags, with_stream_usage
-
 from tests.gateway.conftest import CapturingSpool, Stack
 
 CHAT = ROUTES[("POST", "/v1/chat/completions")]

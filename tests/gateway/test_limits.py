@@ -160,9 +160,9 @@ def test_a_key_without_budget_is_admitted_without_any_io() -> None:
 
     async def scenario() -> None:
         limits = Limits(nowhere)
-        reservation = await limits.reserve(key, "acme", Decimal("5"))
+        reservation = await limits.reserve(key, "acme", Decimal(5))
         assert reservation.scopes == ()
-        await limits.settle(reservation, Decimal("4"))
+        await limits.settle(reservation, Decimal(4))
         await limits.close()
 
     asyncio.run(scenario())
@@ -176,7 +176,7 @@ def test_unpriced_requests_settle_at_their_upper_bound(engine: sa.Engine) -> Non
         limits = Limits(engine, clock=Clock())
         reservation = await limits.reserve(key, None, Decimal("0.25"))
         await limits.settle(reservation, None)
-        await limits.settle(reservation, Decimal("99"))  # a second settle changes nothing
+        await limits.settle(reservation, Decimal(99))  # a second settle changes nothing
         await limits.close()
 
     asyncio.run(scenario())
@@ -185,7 +185,7 @@ def test_unpriced_requests_settle_at_their_upper_bound(engine: sa.Engine) -> Non
 
 def test_a_customer_budget_spans_keys_and_a_refusal_frees_the_key_hold(engine: sa.Engine) -> None:
     one, two = budget_key(engine, "50", customer="acme"), budget_key(engine, "50")
-    limits_budgets = {"acme": Budget(Decimal("1"), "USD", "month")}
+    limits_budgets = {"acme": Budget(Decimal(1), "USD", "month")}
 
     async def scenario() -> BudgetExceeded:
         limits = Limits(engine, clock=Clock(), customer_budgets=limits_budgets)
@@ -296,7 +296,7 @@ def test_a_reservation_settled_after_close_is_still_written(engine: sa.Engine) -
 
 
 def test_two_processes_never_overshoot_by_more_than_one_request_each(database_url: str, engine: sa.Engine) -> None:
-    budget = Decimal("30")
+    budget = Decimal(30)
     key = budget_key(engine, str(budget))
     workers = [subprocess.Popen([sys.executable, str(WORKER), database_url, key.id, "1", str(budget), str(NOW),
                                  str(seed)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -138,8 +138,8 @@ def test_dialects_read_every_usage_field() -> None:
 
 
 def test_a_crlf_sse_stream_is_split_too() -> None:
-    frames = [b'data: {"choices":[{"delta":{"content":"Hi"}}]}', b'data: {"choices":[],"usage":{"prompt_tokens":3,'
-              b'"completion_tokens":1}}', b"data: [DONE]"]
+    frames = [b'data: {"choices":[{"delta":{"content":"Hi"}}]}', (b'data: {"choices":[],"usage":{"prompt_tokens":3,'
+              b'"completion_tokens":1}}'), b"data: [DONE]"]
     data = b"\r\n\r\n".join(frames) + b"\r\n\r\n"
     tracker: StreamTracker = StreamTracker(CHAT)
     now, held = tracker.feed(data)

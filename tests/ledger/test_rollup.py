@@ -20,7 +20,6 @@ from tallybook.ledger import rollup, store
 from tallybook.ledger import schema as t
 from tallybook.ledger.db import alembic_config, connect, migrate
 from tallybook.ledger.records import ATTRIBUTION_DIMENSIONS, CostRecord, UsageRecord
-
 from tests.cli.helpers import ok
 
 START, END = datetime(2026, 8, 20), datetime(2026, 10, 25)  # spans the catalog's October price changes

@@ -143,9 +143,8 @@ def test_a_record_outside_its_window_writes_nothing(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         org = store.ensure_org(conn, "acme")
         replace(conn, org, 0, 1, records=[usage(0)])
-    with pytest.raises(LedgerError, match="outside"):
-        with engine.begin() as conn:
-            replace(conn, org, 0, 1, records=[usage(0, tokens=5), usage(3)])
+    with pytest.raises(LedgerError, match="outside"), engine.begin() as conn:
+        replace(conn, org, 0, 1, records=[usage(0, tokens=5), usage(3)])
     assert totals(engine, org)["input"] == 100  # the earlier data survived the failed write
 
 
@@ -182,7 +181,7 @@ def test_periods_group_by_day_week_and_month(engine: sa.Engine) -> None:
         days = by("day")
         assert len(days) == 40 and days["2026-10-01"] == 1
         weeks = by("week")  # 2026-10-01 is a Thursday: its week starts Monday 2026-09-28
-        assert list(weeks)[0] == "2026-09-28" and weeks["2026-09-28"] == 4 and sum(weeks.values()) == 40
+        assert next(iter(weeks)) == "2026-09-28" and weeks["2026-09-28"] == 4 and sum(weeks.values()) == 40
 
 
 def test_resume_remembers_tasks_of_an_unfinished_run(engine: sa.Engine) -> None:

@@ -125,8 +125,8 @@ def check_budget(conn: Connection, rule: Rule, now: datetime, link: str | None) 
     level = max(crossed)  # one alert for the highest level reached; lower ones it passed are implied
     what = "Budget spent" if level >= 100 else f"Budget {level} % reached"
     message = Message(rule.name, "budget", f"{what}: {rule.scope} ({rule.name})", (
-        f"{rule.scope} has spent {_money(spent, rule.currency, origin)} of its "
-        f"{fmt_amount(rule.amount, 2)} {rule.currency} budget per {rule.period} ({share * 100:.0f} %).",
+        (f"{rule.scope} has spent {_money(spent, rule.currency, origin)} of its "
+        f"{fmt_amount(rule.amount, 2)} {rule.currency} budget per {rule.period} ({share * 100:.0f} %)."),
         f"The period resets at {end:%Y-%m-%d %H:%M} UTC."), {
         "Spent": _money(spent, rule.currency, origin), "Budget": f"{fmt_amount(rule.amount, 2)} {rule.currency}",
         "Used": f"{share * 100:.1f} %", "Period": f"{start:%Y-%m-%d} to {end:%Y-%m-%d}"}, link)
@@ -145,8 +145,8 @@ def check_forecast(conn: Connection, rule: Rule, now: datetime, link: str | None
     if projected <= rule.amount:
         return []
     message = Message(rule.name, "forecast", f"Forecast over budget: {rule.scope} ({rule.name})", (
-        f"Month-end spend is forecast at {_money(projected, rule.currency, 'estimated')}, over the "
-        f"{fmt_amount(rule.amount, 2)} {rule.currency} budget.",), {
+        (f"Month-end spend is forecast at {_money(projected, rule.currency, 'estimated')}, over the "
+        f"{fmt_amount(rule.amount, 2)} {rule.currency} budget."),), {
         "Forecast": _money(projected, rule.currency, "estimated"),
         "Budget": f"{fmt_amount(rule.amount, 2)} {rule.currency}", "Month": f"{month:%Y-%m}"}, link)
     return [Firing(rule, f"forecast:{month:%Y-%m}", message)]
@@ -161,8 +161,8 @@ def check_anomaly(conn: Connection, rule: Rule, now: datetime, link: str | None)
     for a in find_anomalies(conn, query):
         provider = a.group.get("provider") or "all"
         message = Message(rule.name, "anomaly", f"Spend {a.direction} on {a.day:%Y-%m-%d}: {provider}", (
-            f"{provider} spent {_money(a.actual, a.currency, 'reported')} on {a.day:%Y-%m-%d}; expected "
-            f"{fmt_amount(a.expected, 2)} {a.currency} (between {fmt_amount(a.low, 2)} and {fmt_amount(a.high, 2)}).",),
+            (f"{provider} spent {_money(a.actual, a.currency, 'reported')} on {a.day:%Y-%m-%d}; expected "
+            f"{fmt_amount(a.expected, 2)} {a.currency} (between {fmt_amount(a.low, 2)} and {fmt_amount(a.high, 2)})."),),
             {"Actual": _money(a.actual, a.currency, "reported"),
              "Expected": _money(a.expected, a.currency, "estimated")}, link)
         firings.append(Firing(rule, f"anomaly:{a.day:%Y-%m-%d}:{provider}:{a.currency}", message))
@@ -181,8 +181,8 @@ def check_syncs(conn: Connection, rule: Rule, now: datetime, link: str | None) -
                 r.org_id == rule.org_id, r.status == "failed", r.started_at >= rule.created_at).order_by(r.id)):
             name, provider = names.get(run.connection_id, (f"#{run.connection_id}", run.provider))
             message = Message(rule.name, "sync_failed", f"Sync failed: {name} ({provider})", (
-                f"The sync of {name} for {run.window_start:%Y-%m-%d} to {run.window_end:%Y-%m-%d} failed: "
-                f"{(run.error or 'no error recorded')[:300]}",), {"Run": str(run.id), "Connection": name}, link)
+                (f"The sync of {name} for {run.window_start:%Y-%m-%d} to {run.window_end:%Y-%m-%d} failed: "
+                f"{(run.error or 'no error recorded')[:300]}"),), {"Run": str(run.id), "Connection": name}, link)
             firings.append(Firing(rule, f"sync_failed:run:{run.id}", message))
     elif rule.kind == "key_failing":
         for row in conn.execute(select(t.connections).where(c.org_id == rule.org_id, c.status == "failing")):
@@ -221,8 +221,8 @@ def check_reconcile(conn: Connection, rule: Rule, now: datetime, link: str | Non
         if not found["flagged"] or not row.reported_cost:
             continue
         message = Message(rule.name, "reconcile", f"Reconciliation gap on {row.day}: {row.provider} {row.model or ''}", (
-            f"Estimated {fmt_amount(row.estimated_cost or Decimal(0), 2)} vs reported "
-            f"{fmt_amount(row.reported_cost, 2)} {row.currency} ({found['reason']}).",),
+            (f"Estimated {fmt_amount(row.estimated_cost or Decimal(0), 2)} vs reported "
+            f"{fmt_amount(row.reported_cost, 2)} {row.currency} ({found['reason']})."),),
             {"Reported": _money(row.reported_cost, row.currency, "reported"),
              "Estimated": _money(row.estimated_cost or Decimal(0), row.currency, "estimated"),
              "Delta": f"{found['cost_delta_pct']} %"}, link)

@@ -22,11 +22,11 @@ def last_month(now: datetime) -> str:
 
 def report_message(conn: Connection, org_id: int, rule: str, month: str, link: str | None) -> Message:
     report = finance_report(conn, org_id, parse_period(month))
-    money = lambda v: f"{fmt_amount(v, 2)} {report.currency}"  # noqa: E731
+    money = lambda v: f"{fmt_amount(v, 2)} {report.currency}"
     change = "" if not report.previous_total else (
         f" ({(report.total - report.previous_total) / report.previous_total * 100:+.1f} % on the month before)")
-    lines = (f"AI spend in {month}: {money(report.total)}{change}: seats {money(report.seat_total)}, "
-             f"usage {money(report.usage_total)}.",
+    lines = ((f"AI spend in {month}: {money(report.total)}{change}: seats {money(report.seat_total)}, "
+             f"usage {money(report.usage_total)}."),
              f"Unallocated: {money(report.unallocated['amount'])} ({report.unallocated['share_pct']} %).",
              "The full report is attached to the email (PDF).")
     figures = {"Total": money(report.total), "Seats": money(report.seat_total), "Usage": money(report.usage_total),

@@ -32,6 +32,7 @@ the interval. A month already over is its actual spend (method `actual`, a zero-
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -248,7 +249,7 @@ def _lag1(residuals: Sequence[float]) -> float:
     denominator = sum(e * e for e in residuals)
     if denominator == 0 or len(residuals) < 3:
         return 0.0
-    return sum(a * b for a, b in zip(residuals, residuals[1:])) / denominator
+    return sum(a * b for a, b in itertools.pairwise(residuals)) / denominator
 
 
 def _dot(a: Sequence[float], b: Sequence[float]) -> float:

@@ -138,7 +138,7 @@ def savings(conn: Connection, query: ReportQuery, prices: PriceLookup, *, cache_
                 cheaper = prices(provider, target, at)
                 if cheaper is None:
                     break
-                def cost(p: UnitPrices) -> Decimal:
+                def cost(p: UnitPrices, m: dict[str, int] = m) -> Decimal:
                     return (Decimal(m["input"] + m["cache_write"]) * p.input_mtok + Decimal(m["cache_read"])
                             * p.cache_read_mtok + Decimal(m["output"]) * p.output_mtok) / MTOK
                 saving = (cost(price) - cost(cheaper)) * substitute_share

@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, ColumnElement, Integer, String, Table, cast, func, literal_column, select
+from sqlalchemy import ColumnElement, Connection, Integer, String, Table, cast, func, literal_column, select
 
 from tallybook.ledger import schema as t
 from tallybook.ledger.rollup import has_rollup

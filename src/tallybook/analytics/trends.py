@@ -18,7 +18,12 @@ from typing import Any
 from sqlalchemy import Connection
 
 from tallybook.analytics.rollups import (
-    PERIODS, USAGE_GROUPS, ReportError, ReportQuery, cost_report, usage_report,
+    PERIODS,
+    USAGE_GROUPS,
+    ReportError,
+    ReportQuery,
+    cost_report,
+    usage_report,
 )
 
 TREND_PERIODS = ("day", "week", "month", "quarter", "year")

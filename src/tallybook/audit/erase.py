@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, String, Text, delete, select, update

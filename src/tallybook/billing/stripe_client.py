@@ -37,7 +37,7 @@ def describe(error: stripe.StripeError) -> str:
     """One line, without the key: Stripe's own message, status and code."""
     status = f"{error.http_status} " if error.http_status else ""
     code = f" ({error.code})" if getattr(error, "code", None) else ""
-    message = error.user_message or str(error._message or type(error).__name__)  # noqa: SLF001
+    message = error.user_message or str(error._message or type(error).__name__)
     return f"Stripe {status}{type(error).__name__}{code}: {message}"[:500]
 
 

@@ -14,7 +14,16 @@ from tallybook.audit.erase import erase_customer
 from tallybook.audit.retention import close_org, prune
 from tallybook.audit.verify import verify
 from tallybook.cli.common import (
-    Context, Format, FormatOption, OrgOption, day_range, emit, err, handle_errors, jsonable, out,
+    Context,
+    Format,
+    FormatOption,
+    OrgOption,
+    day_range,
+    emit,
+    err,
+    handle_errors,
+    jsonable,
+    out,
 )
 from tallybook.errors import ConfigError
 from tallybook.ledger import schema as t

@@ -97,7 +97,7 @@ def safe_url(url: str) -> str:
     """A database URL fit to print: the password masked."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL: say nothing of it
+    except Exception:  # noqa: BLE001 - not a URL, whatever the parser raised: say nothing of it
         return "(unreadable database URL)"
 
 

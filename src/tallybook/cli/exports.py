@@ -15,11 +15,25 @@ import typer
 from tallybook import audit
 from tallybook.analytics.currency import converted_cost_report
 from tallybook.analytics.rollups import (
-    COST_GROUPS, TOKEN_COLUMNS, USAGE_GROUPS, ReportError, ReportQuery, cost_report, usage_report,
+    COST_GROUPS,
+    TOKEN_COLUMNS,
+    USAGE_GROUPS,
+    ReportError,
+    ReportQuery,
+    cost_report,
+    usage_report,
 )
 from tallybook.cli.common import Context, OrgOption, err, handle_errors
 from tallybook.cli.report import (
-    FromOption, ModelFilter, MonthOption, ProjectFilter, ProviderFilter, SourceFilter, ToOption, build_query, window,
+    FromOption,
+    ModelFilter,
+    MonthOption,
+    ProjectFilter,
+    ProviderFilter,
+    SourceFilter,
+    ToOption,
+    build_query,
+    window,
 )
 from tallybook.errors import ConfigError
 from tallybook.exports.bigquery import check_destination, load_parquet

@@ -6,7 +6,17 @@ from decimal import Decimal
 
 import typer
 
-from tallybook.cli.common import Context, Format, FormatOption, OrgOption, emit, err, handle_errors, parse_day, utcnow
+from tallybook.cli.common import (
+    Context,
+    Format,
+    FormatOption,
+    OrgOption,
+    emit,
+    err,
+    handle_errors,
+    parse_day,
+    utcnow,
+)
 from tallybook.cli.pricing import exact
 from tallybook.pricing.fx import ECB_URL, MAX_AGE, convert, import_ecb_csv, load_rates, read_ecb
 

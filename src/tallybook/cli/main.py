@@ -8,8 +8,27 @@ import typer
 
 from tallybook import __version__
 from tallybook.cli import (  # noqa: F401
-    alerts, audit, billing, connect, demo, exports, fx, gateway, identities, imports, keys, pricing, providers,
-    report, report_analytics, report_devtools, report_finance, report_rates, serve, sync, users,
+    alerts,
+    audit,
+    billing,
+    connect,
+    demo,
+    exports,
+    fx,
+    gateway,
+    identities,
+    imports,
+    keys,
+    pricing,
+    providers,
+    report,
+    report_analytics,
+    report_devtools,
+    report_finance,
+    report_rates,
+    serve,
+    sync,
+    users,
 )
 from tallybook.cli.common import err, handle_errors, out, safe_url
 from tallybook.config import Settings, get_settings, settings_table

@@ -11,7 +11,17 @@ import typer
 from sqlalchemy import Connection
 
 from tallybook import audit
-from tallybook.cli.common import Context, Format, FormatOption, OrgOption, emit, err, handle_errors, parse_day, utcnow
+from tallybook.cli.common import (
+    Context,
+    Format,
+    FormatOption,
+    OrgOption,
+    emit,
+    err,
+    handle_errors,
+    parse_day,
+    utcnow,
+)
 from tallybook.errors import PricingError
 from tallybook.pricing.catalog import TOKEN_PRICE_KEYS, UNIT_PER, ModelPrice, default_catalog, list_price
 from tallybook.pricing.price import per_label

@@ -6,11 +6,26 @@ from datetime import datetime, timedelta
 
 import typer
 
-from tallybook.analytics.rollups import COST_GROUPS, USAGE_GROUPS, ReportError, ReportQuery, cost_report, usage_report
-from tallybook.cli.common import (
-    Context, Format, FormatOption, OrgOption, day_range, emit, handle_errors, parse_month, utcnow,
-)
 from tallybook.analytics.currency import converted_cost_report
+from tallybook.analytics.rollups import (
+    COST_GROUPS,
+    USAGE_GROUPS,
+    ReportError,
+    ReportQuery,
+    cost_report,
+    usage_report,
+)
+from tallybook.cli.common import (
+    Context,
+    Format,
+    FormatOption,
+    OrgOption,
+    day_range,
+    emit,
+    handle_errors,
+    parse_month,
+    utcnow,
+)
 from tallybook.errors import ConfigError
 from tallybook.pricing.fx import org_currency
 

@@ -18,7 +18,16 @@ from tallybook.analytics.forecast import forecast
 from tallybook.analytics.rollups import ReportError, ReportQuery
 from tallybook.analytics.trends import TREND_PERIODS, period_start, trend
 from tallybook.cli.common import (
-    Context, Format, FormatOption, OrgOption, day_range, emit, err, handle_errors, parse_month, utcnow,
+    Context,
+    Format,
+    FormatOption,
+    OrgOption,
+    day_range,
+    emit,
+    err,
+    handle_errors,
+    parse_month,
+    utcnow,
 )
 from tallybook.cli.report import ModelFilter, ProjectFilter, ProviderFilter, report_app
 from tallybook.errors import ConfigError

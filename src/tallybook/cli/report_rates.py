@@ -18,7 +18,17 @@ from tallybook.analytics.pricers import NegotiatedPricer, blended_list_price, li
 from tallybook.analytics.rates import RATE_GROUPS, rates
 from tallybook.analytics.reconcile import DEFAULT_THRESHOLD, reconcile
 from tallybook.analytics.rollups import ReportError, ReportQuery, cost_report
-from tallybook.cli.common import Context, Format, FormatOption, OrgOption, emit, err, handle_errors, parse_month, utcnow
+from tallybook.cli.common import (
+    Context,
+    Format,
+    FormatOption,
+    OrgOption,
+    emit,
+    err,
+    handle_errors,
+    parse_month,
+    utcnow,
+)
 from tallybook.cli.report import FromOption, MonthOption, ToOption, build_query, report_app
 from tallybook.errors import ConfigError
 from tallybook.pricing.rules import load_rules

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from tallybook.alerts import rules as alert_rules
 from tallybook.alerts.runner import run_once
@@ -55,7 +55,8 @@ def run_sync(
                 bar_id = bar.add_task(label, total=None, rows=0)
                 counted = {"rows": 0}
 
-                def on_task(_task: object, written: int) -> None:
+                def on_task(_task: object, written: int, counted: dict[str, int] = counted,
+                            bar_id: TaskID = bar_id) -> None:
                     counted["rows"] += written
                     bar.update(bar_id, advance=1, rows=counted["rows"])
 
@@ -63,7 +64,7 @@ def run_sync(
                     result = sync_connection(
                         ctx.engine, connector, org_id=ctx.org_id, connection_id=row.id, connection_name=row.name,
                         start=start, end=end, hourly_from=hourly_from, now=now,
-                        on_plan=lambda n: bar.update(bar_id, total=n), on_task=on_task)
+                        on_plan=lambda n, bar_id=bar_id: bar.update(bar_id, total=n), on_task=on_task)
             results.append(result)
         except ConnectorError as exc:
             failures.append(exc)

@@ -74,21 +74,21 @@ ERROR_TYPES = {
 
 # Model -> (display name, base input $/MTok, output $/MTok). Cache multipliers apply to the input price.
 PRICES: dict[str, tuple[str, Decimal, Decimal]] = {
-    "claude-sonnet-4-20250514": ("Claude Sonnet 4", Decimal("3"), Decimal("15")),
-    "claude-opus-4-1-20250805": ("Claude Opus 4.1", Decimal("15"), Decimal("75")),
-    "claude-haiku-4-5-20251001": ("Claude Haiku 4.5", Decimal("1"), Decimal("5")),
-    "claude-3-5-haiku-20241022": ("Claude Haiku 3.5", Decimal("0.80"), Decimal("4")),
+    "claude-sonnet-4-20250514": ("Claude Sonnet 4", Decimal(3), Decimal(15)),
+    "claude-opus-4-1-20250805": ("Claude Opus 4.1", Decimal(15), Decimal(75)),
+    "claude-haiku-4-5-20251001": ("Claude Haiku 4.5", Decimal(1), Decimal(5)),
+    "claude-3-5-haiku-20241022": ("Claude Haiku 3.5", Decimal("0.80"), Decimal(4)),
 }
 # token_type -> (row attribute, description suffix, multiplier of the input price; None = output price)
 TOKEN_TYPES: dict[str, tuple[str, str, Decimal | None]] = {
-    "uncached_input_tokens": ("uncached", "Input Tokens", Decimal("1")),
+    "uncached_input_tokens": ("uncached", "Input Tokens", Decimal(1)),
     "output_tokens": ("output", "Output Tokens", None),
     "cache_read_input_tokens": ("cache_read", "Cache Read Input Tokens", Decimal("0.1")),
     "cache_creation.ephemeral_5m_input_tokens": ("cache_5m", "5m Cache Write Input Tokens", Decimal("1.25")),
-    "cache_creation.ephemeral_1h_input_tokens": ("cache_1h", "1h Cache Write Input Tokens", Decimal("2")),
+    "cache_creation.ephemeral_1h_input_tokens": ("cache_1h", "1h Cache Write Input Tokens", Decimal(2)),
 }
-WEB_SEARCH_CENTS = Decimal("1")  # $10 per 1,000 searches
-CODE_EXECUTION_CENTS_PER_HOUR = Decimal("5")
+WEB_SEARCH_CENTS = Decimal(1)  # $10 per 1,000 searches
+CODE_EXECUTION_CENTS_PER_HOUR = Decimal(5)
 CENT_PLACES = Decimal("0.00001")
 # The demo organisation's negotiated deal: token prices 10 % below list.
 DEAL = Decimal("0.90")
@@ -386,7 +386,7 @@ class AnthropicAdminFake:
                 CostItem(
                     base.workspace_id, base.description, cents[key].quantize(CENT_PLACES), base.cost_type,
                     base.model, base.token_type, base.service_tier, base.context_window, base.inference_geo,
-                )  # fmt: skip
+                )
             )
         return items
 

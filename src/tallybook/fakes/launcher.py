@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Self
 
 from tallybook.fakes.server import RunningServer, serve_in_thread
 
@@ -28,7 +29,7 @@ class FakeCloud:
     def stop(self) -> None:
         self.stack.close()
 
-    def __enter__(self) -> FakeCloud:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

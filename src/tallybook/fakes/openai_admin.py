@@ -23,11 +23,11 @@ from __future__ import annotations
 import base64
 import bisect
 import random
-import struct
 import string
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 

@@ -462,7 +462,7 @@ class Limits:
             await asyncio.sleep(self.flush_seconds)
             try:
                 await self.flush(release=False)
-            except Exception as exc:  # the database is away: keep the spend in memory and try again
+            except Exception as exc:  # noqa: BLE001 - the database is away: keep the spend in memory and try again
                 log.warning("Could not write budget spend (will retry): %s", exc)
 
 

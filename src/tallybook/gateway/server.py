@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote
 
 import httptools
@@ -65,8 +65,24 @@ def plain_response(status: int, message: str) -> bytes:
 class Exchange:
     """One request and its response on a connection: the ASGI receive and send of one app call."""
 
-    __slots__ = ("conn", "scope", "keep_alive", "expect_continue", "chunks", "buffered", "more", "delivered",
-                 "gone", "waiter", "head_sent", "chunked", "finished", "head_only", "status", "response_headers")
+    __slots__ = (
+        "buffered",
+        "chunked",
+        "chunks",
+        "conn",
+        "delivered",
+        "expect_continue",
+        "finished",
+        "gone",
+        "head_only",
+        "head_sent",
+        "keep_alive",
+        "more",
+        "response_headers",
+        "scope",
+        "status",
+        "waiter",
+    )
 
     def __init__(self, conn: Connection, scope: dict[str, Any], keep_alive: bool, expect_continue: bool) -> None:
         self.conn, self.scope, self.keep_alive = conn, scope, keep_alive
@@ -524,7 +540,7 @@ class Running:
         self.server.stop()
         self.thread.join(timeout=GRACE_SECONDS + 10)
 
-    def __enter__(self) -> Running:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -380,6 +380,11 @@ budget_spend = Table(
 
 # The tables of later parts live in their own modules on this same `metadata`, one module per
 # migration, so parts built side by side never edit one file. Imported last: they need the names above.
-from tallybook.ledger import (  # noqa: E402,F401
-    schema_access, schema_alerts, schema_billing, schema_coding, schema_identity, schema_ops,
+from tallybook.ledger import (  # noqa: F401
+    schema_access,
+    schema_alerts,
+    schema_billing,
+    schema_coding,
+    schema_identity,
+    schema_ops,
 )

@@ -263,9 +263,9 @@ def rules_at(rules: Iterable[Rule], *, provider: str, model: str | None, at: dat
     when = as_utc(at)
     found: dict[str, Rule] = {}
     for rule in rules:
-        if rule.in_force(when) and rule.matches(provider, model):
-            if rule.rule_id not in found or rule.version > found[rule.rule_id].version:
-                found[rule.rule_id] = rule
+        if rule.in_force(when) and rule.matches(provider, model) and (
+                rule.rule_id not in found or rule.version > found[rule.rule_id].version):
+            found[rule.rule_id] = rule
     return sorted(found.values(), key=lambda r: (r.specificity, r.rule_id))
 
 

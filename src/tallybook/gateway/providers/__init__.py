@@ -15,5 +15,13 @@ UPSTREAMS: dict[str, type[Upstream]] = {
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com", "anthropic": "https://api.anthropic.com",
                      "cohere": "https://api.cohere.com", "ollama": "http://localhost:11434"}
 
-__all__ = ["UPSTREAMS", "DEFAULT_BASE_URLS", "Upstream", "Upstreams", "AnthropicUpstream", "CohereUpstream",
-           "OllamaUpstream", "OpenAIUpstream"]
+__all__ = [
+    "DEFAULT_BASE_URLS",
+    "UPSTREAMS",
+    "AnthropicUpstream",
+    "CohereUpstream",
+    "OllamaUpstream",
+    "OpenAIUpstream",
+    "Upstream",
+    "Upstreams",
+]

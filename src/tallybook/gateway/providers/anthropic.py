@@ -5,7 +5,7 @@ each message_delta the running totals, so the last one wins."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 from tallybook.gateway.events import Usage
 from tallybook.gateway.providers.base import NO_USAGE, Dialect, Upstream, num
@@ -79,9 +79,9 @@ MESSAGES = Messages()
 
 class AnthropicUpstream(Upstream):
     name = "anthropic"
-    paths = {"messages": "/v1/messages", "messages.count_tokens": "/v1/messages/count_tokens",
+    paths: ClassVar[dict[str, str]] = {"messages": "/v1/messages", "messages.count_tokens": "/v1/messages/count_tokens",
              "chat.completions": "/v1/chat/completions", "models": "/v1/models"}
-    dialects = {"messages": MESSAGES, "messages.count_tokens": NO_USAGE, "chat.completions": CHAT,
+    dialects: ClassVar[dict[str, Dialect]] = {"messages": MESSAGES, "messages.count_tokens": NO_USAGE, "chat.completions": CHAT,
                 "models": NO_USAGE}
 
     def auth_headers(self, api_key: str | None) -> list[tuple[bytes, bytes]]:

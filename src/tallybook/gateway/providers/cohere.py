@@ -4,7 +4,7 @@ because of its prompt template)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from tallybook.gateway.events import Usage
 from tallybook.gateway.providers.base import NO_USAGE, Dialect, Upstream, num
@@ -53,7 +53,7 @@ COHERE_CHAT = CohereChat()
 
 class CohereUpstream(Upstream):
     name = "cohere"
-    paths = {"cohere.chat": "/v2/chat", "chat.completions": "/compatibility/v1/chat/completions",
+    paths: ClassVar[dict[str, str]] = {"cohere.chat": "/v2/chat", "chat.completions": "/compatibility/v1/chat/completions",
              "embeddings": "/compatibility/v1/embeddings", "models": "/compatibility/v1/models"}
-    dialects = {"cohere.chat": COHERE_CHAT, "chat.completions": CHAT, "embeddings": EMBEDDINGS,
+    dialects: ClassVar[dict[str, Dialect]] = {"cohere.chat": COHERE_CHAT, "chat.completions": CHAT, "embeddings": EMBEDDINGS,
                 "models": NO_USAGE}

@@ -9,7 +9,7 @@ OpenAI-compatible API reports no durations; there the gateway counts the request
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from tallybook.gateway.events import Usage
 from tallybook.gateway.providers.base import NO_USAGE, Dialect, Upstream, num
@@ -55,7 +55,7 @@ OLLAMA_CHAT = OllamaChat()
 
 class OllamaUpstream(Upstream):
     name = "ollama"
-    paths = {"ollama.chat": "/api/chat", "chat.completions": "/v1/chat/completions",
+    paths: ClassVar[dict[str, str]] = {"ollama.chat": "/api/chat", "chat.completions": "/v1/chat/completions",
              "embeddings": "/v1/embeddings", "models": "/v1/models"}
-    dialects = {"ollama.chat": OLLAMA_CHAT, "chat.completions": CHAT, "embeddings": EMBEDDINGS,
+    dialects: ClassVar[dict[str, Dialect]] = {"ollama.chat": OLLAMA_CHAT, "chat.completions": CHAT, "embeddings": EMBEDDINGS,
                 "models": NO_USAGE}

@@ -6,7 +6,7 @@ dialects here are shared with those upstreams.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from tallybook.gateway.events import Usage
 from tallybook.gateway.providers.base import NO_USAGE, Dialect, Upstream, num
@@ -52,7 +52,7 @@ class Chat(Dialect):
         return self.usage(data)
 
     def terminal(self, event: bytes) -> bool:
-        return event.startswith(b"data: [DONE]") or event.startswith(b"data:[DONE]")
+        return event.startswith((b"data: [DONE]", b"data:[DONE]"))
 
     def text_in_event(self, data: dict[str, Any]) -> str:
         parts = []
@@ -117,6 +117,6 @@ CHAT, RESPONSES, EMBEDDINGS = Chat(), Responses(), Embeddings()
 
 class OpenAIUpstream(Upstream):
     name = "openai"
-    paths = {"chat.completions": "/v1/chat/completions", "responses": "/v1/responses",
+    paths: ClassVar[dict[str, str]] = {"chat.completions": "/v1/chat/completions", "responses": "/v1/responses",
              "embeddings": "/v1/embeddings", "models": "/v1/models"}
-    dialects = {"chat.completions": CHAT, "responses": RESPONSES, "embeddings": EMBEDDINGS, "models": NO_USAGE}
+    dialects: ClassVar[dict[str, Dialect]] = {"chat.completions": CHAT, "responses": RESPONSES, "embeddings": EMBEDDINGS, "models": NO_USAGE}
