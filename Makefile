@@ -24,8 +24,9 @@ test: install lint           ## install, lint, start PostgreSQL if needed, run e
 test-fast: install           ## the tests without the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: install                ## ruff over src, tests and bench (pinned in the dev extra)
+lint: install                ## ruff over src, tests and bench; mypy over src (both pinned in the dev extra)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src/tallybook
 
 bench: install               ## ingest and sync throughput (prints figures)
 	@bash scripts/ensure-postgres.sh || true

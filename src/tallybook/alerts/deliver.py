@@ -98,7 +98,7 @@ def deliver_due(engine: Engine, settings: Settings, vault: Vault, now: datetime,
                 if channel is None:
                     raise DeliveryFailed(f"channel {row.channel!r} no longer exists")
                 message = Message.from_json(row.payload, delivery_id=f"tbd_{row.id}")
-                files = ()
+                files: tuple[tuple[str, bytes, str], ...] = ()
                 if message.attachment and channel.kind == "email":
                     files = (_render(engine, message.attachment),)
                 channel_kinds.send(channel, message, settings, client, files)

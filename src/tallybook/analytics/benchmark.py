@@ -57,8 +57,8 @@ def load_tiers(path: Path = TIERS_FILE) -> Tiers:
     data = tomllib.loads(path.read_text())
     return Tiers(
         as_of=date.fromisoformat(data["as_of"]),
-        members={name: [tuple(m) for m in tier["members"]] for name, tier in data["tiers"].items()},  # type: ignore[misc]
-        classify=[tuple(c) for c in data["classify"]],  # type: ignore[misc]
+        members={name: [tuple(m) for m in tier["members"]] for name, tier in data["tiers"].items()},
+        classify=[tuple(c) for c in data["classify"]],
     )
 
 

@@ -152,9 +152,10 @@ def devtools(conn: Connection, org_id: int, start: datetime, end: datetime, *, t
         for tool in tools:
             slot = (tool, label)
             figures = {u: (sums[slot][u] if u in REPORTS[tool] else None) for u in SUMMED}
-            row = _row(tool, label, first, last, active[slot], figures, tokens[slot], money[slot], ORIGINS[tool])
-            row.active_api_keys = len(keys[slot])
-            per_tool.append(row)
+            tool_row = _row(tool, label, first, last, active[slot], figures, tokens[slot], money[slot],
+                            ORIGINS[tool])
+            tool_row.active_api_keys = len(keys[slot])
+            per_tool.append(tool_row)
         rows.extend(per_tool)
         if len(tools) > 1:
             rows.append(_overall(label, first, last, per_tool, [active[(t, label)] for t in tools],

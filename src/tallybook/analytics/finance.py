@@ -120,7 +120,7 @@ def finance_report(conn: Connection, org_id: int, period: Period, *, currency: s
             "previous_total": before, "change_pct": pct_change(seat + usage, before), "vendor_reported": vendor,
             "difference": None if vendor is None else seat + usage - vendor, "currency": currency})
     total = _sum(current)
-    shares = {by: [{"name": s.name, "amount": s.amount, "share_pct": _pct(s.share), "seat_cost": s.seat,
+    shares: dict[str, list[dict[str, Any]]] = {by: [{"name": s.name, "amount": s.amount, "share_pct": _pct(s.share), "seat_cost": s.seat,
                     "usage_cost": s.usage, "currency": currency} for s in allocate(current, by)]
               for by in ("team", "cost_centre", "person")}
     people = [row for row in shares["person"] if row["name"] != UNALLOCATED][:top]

@@ -61,8 +61,8 @@ class Opportunity:
                 "window_saving": self.window_saving.quantize(CENT), "currency": "USD", "origin": "estimated"}
 
 
-def substitutes(path=TIERS_FILE) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
-    return [tuple(s) for s in tomllib.loads(path.read_text()).get("substitutes", [])]  # type: ignore[misc]
+def substitutes(path=TIERS_FILE) -> list[tuple[str, str, str]]:
+    return [tuple(s) for s in tomllib.loads(path.read_text()).get("substitutes", [])]
 
 
 def _usage_by_model(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:

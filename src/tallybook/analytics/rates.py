@@ -166,30 +166,30 @@ def rates(conn: Connection, query: ReportQuery, *, list_pricer: ListPricer | Non
     epochs: dict[tuple[str, str | None], Sequence[date] | None] = {}
     days: dict[str, datetime] = {}
     n, f = len(inner), len(inner) + 1 + len(FINE)
-    for row in conn.execute(stmt):
-        ident = tuple(row[:n])
-        slot = tokens.get(ident)
-        if slot is None:
-            slot = tokens[ident] = {"input": 0, "output": 0, "list": Decimal(0), "unpriced": False}
-        sums = [int(v) for v in row[f:]]
-        slot["input"] += sums[0] + sums[1] + sums[2] + sums[3]
-        slot["output"] += sums[4]
+    for values in conn.execute(stmt):
+        ident = tuple(values[:n])
+        tally = tokens.get(ident)
+        if tally is None:
+            tally = tokens[ident] = {"input": 0, "output": 0, "list": Decimal(0), "unpriced": False}
+        counts = [int(v) for v in values[f:]]
+        tally["input"] += counts[0] + counts[1] + counts[2] + counts[3]
+        tally["output"] += counts[4]
         if list_pricer is None:
             continue
-        fine = tuple(row[n + 1:f])
+        fine = tuple(values[n + 1:f])
         model = fine[:2]
         if model not in epochs:
             epochs[model] = None if epochs_of is None else epochs_of(*model)
-        when = days.get(row[n])
+        when = days.get(values[n])
         if when is None:
-            when = days[row[n]] = datetime.fromisoformat(row[n])
+            when = days[values[n]] = datetime.fromisoformat(values[n])
         key = (ident, fine, _span(epochs[model], when))
         acc = spans.get(key)
         if acc is None:
-            spans[key] = [when, *sums]
+            spans[key] = [when, *counts]
             continue
         acc[0] = min(acc[0], when)
-        for i, v in enumerate(sums, 1):
+        for i, v in enumerate(counts, 1):
             acc[i] += v
     for (ident, fine, _), acc in spans.items():
         measures: dict[str, Any] = dict(zip(PRICED, acc[1:]))

@@ -10,7 +10,7 @@ instead of the records; the answer is the same, read from thousands of rows inst
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -62,7 +62,7 @@ class ReportQuery:
     start: datetime  # inclusive, UTC
     end: datetime  # exclusive, UTC
     group_by: Sequence[str] = ()
-    filters: dict[str, Sequence[str]] = field(default_factory=dict)
+    filters: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 def _period(conn: Connection, period: str, column: Any) -> ColumnElement[Any]:

@@ -61,7 +61,7 @@ def close_org(conn: Connection, org_id: int, *, actor: str) -> dict[str, int]:
     return removed
 
 
-def _delete_children(conn: Connection, table, owned, org_id: int) -> int:  # type: ignore[no-untyped-def]
+def _delete_children(conn: Connection, table, owned, org_id: int) -> int:
     """Rows of a table without org_id whose foreign key points at a row the organisation owns."""
     count = 0
     for fk in table.foreign_keys:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -39,7 +40,7 @@ class Preview:
     start: datetime
     end: datetime
     lines: list[LineItem]
-    usage: list[dict[str, object]]  # per provider and model
+    usage: list[dict[str, Any]]  # per provider and model
     unpriced_requests: int
 
     def totals(self) -> dict[str, Decimal]:

@@ -28,7 +28,7 @@ def classify(error: stripe.StripeError) -> str:
         return "transient"
     if (error.http_status or 0) >= 500:
         return "transient"
-    if getattr(error, "code", None) == "resource_already_exists" and "identifier" in str(error.param or ""):
+    if getattr(error, "code", None) == "resource_already_exists" and "identifier" in str(getattr(error, "param", None) or ""):
         return "duplicate"
     return "refused"
 

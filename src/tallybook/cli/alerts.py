@@ -123,9 +123,9 @@ def add(
         rule = alert_rules.add_rule(conn, ctx.org_id, name, kind.value, channel_names=channel, scope=scope,
                                     period=period, amount=amount, currency=currency, thresholds=thresholds)
         kind_of_scope, _, who = rule.scope.partition(":")
-        scope = {"scope": "customer", "customer": who} if kind_of_scope == "customer" else {"scope": rule.scope}
+        scoped = {"scope": "customer", "customer": who} if kind_of_scope == "customer" else {"scope": rule.scope}
         audit.record(conn, ctx.org_id, audit.cli_actor(), "alert_rule.created", "alert_rule", name, {
-            "kind": rule.kind, **scope, "period": rule.period, "amount": str(rule.amount),
+            "kind": rule.kind, **scoped, "period": rule.period, "amount": str(rule.amount),
             "currency": rule.currency, "thresholds": list(rule.thresholds), "channels": list(rule.channels)})
     err.print(f"Added {rule.kind} rule {rule.name!r} on {rule.scope} -> {', '.join(rule.channels)}")
 

@@ -31,7 +31,7 @@ DEFAULT_PORTS = {"openai": 8901, "anthropic": 8902, "cursor": 8903}
 CODING_TOOLS = {"claude_code": "anthropic", "cursor": "cursor"}  # connection -> the fake serving it
 
 
-def _start(ports: dict[str, int]):  # type: ignore[no-untyped-def]
+def _start(ports: dict[str, int]):
     try:
         return start_fakes(ports=ports)
     except OSError as exc:
@@ -100,11 +100,11 @@ def demo(
     out.print(f"  potential saving: {fmt_amount(saving, 2)} USD per month (estimated; `tallybook report savings`)")
     with ctx.engine.connect() as conn:
         coding = devtools(conn, ctx.org_id, month.start, midnight(utcnow()))
-    for row in (r.as_dict() for r in coding):
-        rate = "-" if row["acceptance_rate"] is None else f"{row['acceptance_rate'] * 100:.0f} %"
-        out.print(f"  {row['tool']:<11} last 30 days: {row['active_users']} active users, "
-                  f"{row['lines_accepted'] or 0:,} lines accepted, acceptance {rate}, "
-                  f"{fmt_amount(row['cost'], 2)} {row['currency']} ({row['cost_origin']}; `tallybook report devtools`)")
+    for line in (r.as_dict() for r in coding):
+        acceptance = "-" if line["acceptance_rate"] is None else f"{line['acceptance_rate'] * 100:.0f} %"
+        out.print(f"  {line['tool']:<11} last 30 days: {line['active_users']} active users, "
+                  f"{line['lines_accepted'] or 0:,} lines accepted, acceptance {acceptance}, "
+                  f"{fmt_amount(line['cost'], 2)} {line['currency']} ({line['cost_origin']}; `tallybook report devtools`)")
     with ctx.engine.connect() as conn:
         last_month = parse_period(f"{midnight(utcnow()).replace(day=1) - timedelta(days=1):%Y-%m}")
         finance = finance_report(conn, ctx.org_id, last_month)

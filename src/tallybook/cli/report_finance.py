@@ -154,13 +154,13 @@ def render(report: FinanceReport, fmt: FinanceFormat, org: str) -> str:
                          d(report.previous_total), "", "", "100", report.currency])
         return buffer.getvalue()
     lines = [title(report, org), ""]
-    for heading, columns, rows in sections(report):
+    for heading, columns, text_rows in sections(report):
         lines.append(heading)
-        widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-        for row in [columns, *rows]:
+        widths = [max([len(c)] + [len(r[i]) for r in text_rows]) for i, c in enumerate(columns)]
+        for row in [columns, *text_rows]:
             lines.append("  " + "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in
                                           enumerate(zip(row, widths))))
-        if not rows:
+        if not text_rows:
             lines.append("  none")
         lines.append("")
     return "\n".join(lines) + "\n"

@@ -60,11 +60,14 @@ def run_sync(
                     counted["rows"] += written
                     bar.update(bar_id, advance=1, rows=counted["rows"])
 
+                def on_plan(total: int, bar_id: TaskID = bar_id) -> None:
+                    bar.update(bar_id, total=total)
+
                 with connection_lock(ctx.engine, row.id, row.name):  # never beside the web app's sync of it
                     result = sync_connection(
                         ctx.engine, connector, org_id=ctx.org_id, connection_id=row.id, connection_name=row.name,
                         start=start, end=end, hourly_from=hourly_from, now=now,
-                        on_plan=lambda n, bar_id=bar_id: bar.update(bar_id, total=n), on_task=on_task)
+                        on_plan=on_plan, on_task=on_task)
             results.append(result)
         except ConnectorError as exc:
             failures.append(exc)

@@ -171,6 +171,7 @@ class AnthropicConnector:
 
     def fetch(self, task: Task) -> Chunk:
         chunk = Chunk(task=task)
+        groups: tuple[str, ...]
         if task.stream == "messages":
             path, groups = USAGE_PATH, USAGE_GROUPS
         elif task.stream == "costs":

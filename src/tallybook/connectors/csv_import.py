@@ -188,7 +188,7 @@ def _parse_row(parsed: ParsedFile, mapping: Mapping, index: dict[str, int], row:
         parsed.usage.append(UsageRecord(
             source=parsed.source, stream="usage", bucket_start=day, bucket_width="1d", provider=provider,
             model=dims["model"], project=dims["project"], api_key=dims["api_key"], user=_lower(raw("user")),
-            service_tier=dims["service_tier"], origin="reported", **tokens))
+            service_tier=dims["service_tier"], origin="reported", **tokens))  # type: ignore[arg-type]  # counts
 
 
 def _lower(value: str | None) -> str | None:
@@ -203,7 +203,7 @@ def _strip(value: str, mapping: Mapping) -> str:
     return value
 
 
-def _parse_date(value: str | None, mapping: Mapping, fail) -> datetime:  # type: ignore[no-untyped-def]
+def _parse_date(value: str | None, mapping: Mapping, fail) -> datetime:
     if not value:
         raise fail("date", "no date on this row.")
     try:
@@ -219,7 +219,7 @@ def _parse_date(value: str | None, mapping: Mapping, fail) -> datetime:  # type:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _parse_amount(value: str | None, mapping: Mapping, fail) -> Decimal:  # type: ignore[no-untyped-def]
+def _parse_amount(value: str | None, mapping: Mapping, fail) -> Decimal:
     if value is None:
         raise fail("amount", "no amount on this row.")
     try:

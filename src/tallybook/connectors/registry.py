@@ -70,4 +70,4 @@ def build_connector(
     }
     if sleep is not None:
         kwargs["sleep"] = sleep
-    return cls(api_key, **kwargs)  # type: ignore[no-any-return]
+    return cls(api_key, **kwargs)

@@ -340,8 +340,8 @@ class CursorAdminFake:
     def _spend(self, body: dict[str, Any]) -> dict[str, Any]:
         page, size = _paging(body, default_size=50)
         cents = self.cycle_spend_cents()
-        included = defaultdict(Decimal)
-        fast = defaultdict(int)
+        included: defaultdict[str, Decimal] = defaultdict(Decimal)
+        fast: defaultdict[str, int] = defaultdict(int)
         for e in self._events(self.cycle_start, self.now):
             fast[e["userEmail"]] += 1
             if e["kind"] != "Usage-based":

@@ -73,7 +73,9 @@ class OllamaFake(OpenAIChatFake):
         messages = body.get("messages")
         if not isinstance(messages, list):
             raise ApiError(400, "messages is required")
-        options = body.get("options") if isinstance(body.get("options"), dict) else {}
+        options = body.get("options")
+        if not isinstance(options, dict):
+            options = {}
         limit = options.get("num_predict")
         reply = plan_reply([content_text(m.get("content")) for m in messages if isinstance(m, dict)],
                            limit if isinstance(limit, int) and limit > 0 else None)

@@ -612,7 +612,7 @@ class OpenAIAdminFake:
         cursor = start
         if q.get("page"):
             cursor = _decode_page(q["page"], start, end)
-        buckets = []
+        buckets: list[dict[str, Any]] = []
         while cursor < end and len(buckets) < limit:
             stop = (cursor // width + 1) * width
             buckets.append({"object": "bucket", "start_time": cursor, "end_time": stop,

@@ -162,7 +162,8 @@ class OpenAIChatFake(UpstreamFake):
         base = {"id": self.completion_id(), "created": int(time.time()), "model": model,
                 "service_tier": "default", "system_fingerprint": self.system_fingerprint}
         if not body.get("stream"):
-            message = {"role": "assistant", "content": reply.text, "refusal": None, "annotations": []}
+            message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None,
+                                       "annotations": []}
             return JSONResponse({**base, "object": "chat.completion", "usage": usage, "choices": [
                 {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}]})
         options = body.get("stream_options") or {}
@@ -222,7 +223,7 @@ class OpenAIChatFake(UpstreamFake):
                                reply.reasoning_tokens)
         ids = {"response": "resp_" + uuid.uuid4().hex, "message": "msg_" + uuid.uuid4().hex,
                "reasoning": "rs_" + uuid.uuid4().hex}
-        skeleton = {
+        skeleton: dict[str, Any] = {
             "id": ids["response"], "object": "response", "created_at": int(time.time()), "model": model,
             "status": "in_progress", "error": None, "incomplete_details": None,
             "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),

@@ -91,7 +91,7 @@ class StripeFake:
     down: int = 0  # >0: answer every API request with this status (e.g. 503)
     requests: list[tuple[str, str]] = field(default_factory=list)
     _idempotent: dict[str, tuple[int, Any]] = field(default_factory=dict)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def clock(self) -> float:

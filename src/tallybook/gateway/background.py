@@ -40,7 +40,11 @@ def background(interval: float = 1.0) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the supervisor, which then stops us
     stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.buffer.read(), stop.set()), daemon=True).start()
+    def wait_for_eof() -> None:
+        sys.stdin.buffer.read()
+        stop.set()
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
     settings = get_settings()
     engine = connect(settings.database_url)
     flusher = Flusher(engine, spool_directory(settings))

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any, Self
@@ -35,14 +35,14 @@ import httptools
 import uvloop
 
 log = logging.getLogger(__name__)
-App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+App = Callable[[dict[str, Any], Any, Any], Coroutine[Any, Any, None]]
 
 IDLE_SECONDS = 5.0  # a keep-alive connection with no request for this long is closed
 GRACE_SECONDS = 30.0  # how long a stop waits for requests in flight (streams) before cancelling them
 BODY_HIGH_WATER = 256 * 1024  # request bytes buffered before the socket stops being read
 STATUS = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in http.HTTPStatus}
 DISCONNECT = {"type": "http.disconnect"}
-_date = [0, b""]
+_date: list[Any] = [0, b""]  # the second and its `date` line
 
 
 def status_line(status: int) -> bytes:

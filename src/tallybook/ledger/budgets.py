@@ -113,7 +113,7 @@ def renew_and_lease(
     if granted and (epoch is None or epoch not in live or live[epoch] < granted):
         kept, lost = 0, granted  # expired before this renewal: taken back already
     elif granted:
-        live[epoch] -= granted  # type: ignore[index]
+        live[epoch] -= granted
     spent = row.spent_nanos + spend
     leased = 0
     if need > 0:

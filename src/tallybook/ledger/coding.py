@@ -70,7 +70,7 @@ def _save_members(conn: Connection, org_id: int, connection_id: int, directory: 
     return len(directory.members)
 
 
-def _unique(items, key):  # type: ignore[no-untyped-def]
+def _unique(items, key):
     """The last of each key: a vendor listing one person twice must not break the unique index."""
     found: dict[Any, Any] = {}
     for item in items:

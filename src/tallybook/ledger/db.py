@@ -36,7 +36,7 @@ def connect(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _tune_sqlite(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     # 16 KiB pages: a shallower B-tree for the wide natural-key index, about 6% faster ingest
     # and no slower reads (bench/README.md). Only a new file takes it; an existing ledger keeps its own.

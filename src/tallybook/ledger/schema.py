@@ -7,6 +7,8 @@ Money is stored as integer nano-units of the currency's main unit (`amount_nanos
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -62,7 +64,7 @@ connections = Table(
     UniqueConstraint("org_id", "name"),
 )
 
-_usage_dimensions = [
+_usage_dimensions: list[Column[Any]] = [
     Column("provider", String(40), nullable=False),
     Column("model", String(200)),
     Column("project", String(200)),

@@ -139,7 +139,7 @@ def member_seats(conn: Connection, org_id: int, stated: set[tuple[str, str]]) ->
     first_active = dict(conn.execute(
         select(func.lower(u.user), func.min(u.bucket_start)).where(
             u.org_id == org_id, u.provider.in_(list(plans)), u.user.is_not(None)).group_by(func.lower(u.user))).all())
-    history_from = dict(conn.execute(select(u.provider, func.min(u.bucket_start)).where(
+    history_from: dict[str, datetime] = dict(conn.execute(select(u.provider, func.min(u.bucket_start)).where(
         u.org_id == org_id, u.provider.in_(list(plans))).group_by(u.provider)).all())
     seats = []
     for r in conn.execute(select(m.tool, m.email, m.first_seen_at, m.removed_at).where(

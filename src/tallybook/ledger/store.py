@@ -308,8 +308,8 @@ def replace_window(
                                          USAGE_UPDATES)
     usage_batch = _usage_values(org_id, connection_id, usage, processors, every_column=False)
     cost_values = cost_rows(org_id, connection_id, costs)
-    window = {"org_id": org_id, "connection_id": connection_id, "source": source, "stream": stream,
-              "bucket_width": bucket_width, "start": start, "end": end}
+    window: dict[str, Any] = {"org_id": org_id, "connection_id": connection_id, "source": source,
+                              "stream": stream, "bucket_width": bucket_width, "start": start, "end": end}
     _clear_window(conn, t.usage_records, placed=((at, s) for _, s, _, at, _ in usage_batch.idents), **window)
     _write(conn, t.usage_records, usage_batch.columns, usage_batch.rows, NATURAL_KEY, USAGE_UPDATES,
            bound=True)

@@ -284,7 +284,7 @@ class Upstreams:
     def find(self, org_id: int, provider: str) -> Upstream | None:
         return self._by.get((org_id, provider)) or self._by.get((None, provider))
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         return iter(self._by.values())
 
     def __len__(self) -> int:

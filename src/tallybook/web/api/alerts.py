@@ -114,11 +114,11 @@ class Deliveries(Strict):
 
 
 def _channel_out(c: alert_rules.Channel) -> ChannelOut:
-    return ChannelOut(id=c.id, name=c.name, kind=c.kind, target_hint=c.target_hint)  # type: ignore[arg-type]
+    return ChannelOut(id=c.id, name=c.name, kind=c.kind, target_hint=c.target_hint)
 
 
 def _rule_out(r: alert_rules.Rule) -> RuleOut:
-    return RuleOut(id=r.id, name=r.name, kind=r.kind, scope=r.scope, period=r.period,  # type: ignore[arg-type]
+    return RuleOut(id=r.id, name=r.name, kind=r.kind, scope=r.scope, period=r.period,
                    amount=number(r.amount), currency=r.currency, thresholds=list(r.thresholds),
                    channels=list(r.channels), enabled=r.enabled, created_at=r.created_at)
 

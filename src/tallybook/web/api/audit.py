@@ -70,4 +70,4 @@ def audit_log(request: Request, principal: Analyst, window: DaysOption, action: 
 @router.get("/audit/verify", response_model=Verdict, summary="Verify the audit chain (analyst)")
 def audit_verify(principal: Analyst, conn: Reading) -> Verdict:
     """Walks the chain and names the first altered, removed or reordered entry. Same as `tallybook audit verify`."""
-    return Verdict(**verify(conn).as_dict())  # type: ignore[arg-type]
+    return Verdict(**verify(conn).as_dict())

@@ -115,7 +115,7 @@ class Preview(Strict):
 
 
 def _meter_out(m: setup.Meter) -> MeterOut:
-    return MeterOut(name=m.name, event_name=m.event_name, measure=m.measure,  # type: ignore[arg-type]
+    return MeterOut(name=m.name, event_name=m.event_name, measure=m.measure,
                     unit_price=number(m.unit_price), currency=m.currency, stripe_meter_id=m.stripe_meter_id)
 
 
@@ -202,8 +202,8 @@ def billing_preview(
         customer=found.customer, stripe_customer_id=found.stripe_customer_id, month=month,
         lines=[LineItem(**{**line, "unit_price": number(line["unit_price"]),  # type: ignore[arg-type]
                            "amount": number(line["amount"])}) for line in lines],  # type: ignore[arg-type]
-        totals={currency: number(total) for currency, total in found.totals().items()},  # type: ignore[misc]
-        usage=[UsageRow(**{**row, "list_cost": number(row["list_cost"]),  # type: ignore[arg-type]
+        totals={currency: number(total) for currency, total in found.totals().items()},
+        usage=[UsageRow(**{**row, "list_cost": number(row["list_cost"]),
                            "customer_cost": number(row["customer_cost"]), "origin": "estimated"})
                for row in found.usage],
         unpriced_requests=found.unpriced_requests)

@@ -5,7 +5,7 @@ so it is for analysts and admins."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import Field
@@ -73,7 +73,7 @@ class FinanceOut(Strict):
     idle_seats: list[IdleSeat]
 
 
-PDF_RESPONSE = {200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+PDF_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
                       "description": "The report as JSON, or as a PDF with `format=pdf`."}}
 
 

@@ -39,7 +39,7 @@ def actor(principal: Principal) -> str:
 
 
 def engine(request: Request) -> Engine:
-    return request.app.state.engine  # type: ignore[no-any-return]
+    return request.app.state.engine
 
 
 def reading(request: Request) -> Iterator[Connection]:

@@ -77,7 +77,7 @@ class ChangeOut(Strict):
 
 def rule_row(rule: Rule) -> RuleOut:
     """As `tallybook pricing rules list --format json` prints a rule."""
-    return RuleOut(rule_id=rule.rule_id, version=rule.version, kind=rule.kind,  # type: ignore[arg-type]
+    return RuleOut(rule_id=rule.rule_id, version=rule.version, kind=rule.kind,
                    provider=rule.provider or "*", model_pattern=rule.model_pattern, figures=rule.describe(),
                    currency=rule.currency, effective_from=rule.effective_from, effective_to=rule.effective_to,
                    source=rule.source, note=rule.note or None, created_at=rule.created_at,
@@ -118,5 +118,5 @@ def create_rule(body: RuleIn, request: Request, principal: Admin) -> list[Change
                 audit.record(conn, principal.org_id, actor(principal), f"pricing_rule.{change.action}",
                              "pricing_rule", change.rule_id, {"version": change.version, "source": "api",
                                                               "effective_from": change.effective_from})
-    return [ChangeOut(rule_id=c.rule_id, action=c.action, version=c.version,  # type: ignore[arg-type]
+    return [ChangeOut(rule_id=c.rule_id, action=c.action, version=c.version,
                       effective_from=c.effective_from, note=c.note or None) for c in changes]

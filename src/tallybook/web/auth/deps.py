@@ -29,11 +29,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def engine_of(request: Request) -> Engine:
-    return request.app.state.engine  # type: ignore[no-any-return]
+    return request.app.state.engine
 
 
 def settings_of(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def current_session(request: Request) -> Session | None:
@@ -45,7 +45,7 @@ def current_session(request: Request) -> Session | None:
             with engine_of(request).begin() as conn:
                 found = load_session(conn, value, days=settings_of(request).session_days)
         request.state.tallybook_session = found
-    return request.state.tallybook_session  # type: ignore[no-any-return]
+    return request.state.tallybook_session
 
 
 def api_principal(request: Request) -> Principal:

@@ -72,7 +72,7 @@ async def oidc_login(request: Request, next: str = "/") -> Response:
     client = _client(request)
     request.session["next"] = safe_next(next)
     try:
-        return await client.authorize_redirect(request, _callback_url(request))  # type: ignore[no-any-return]
+        return await client.authorize_redirect(request, _callback_url(request))
     except Exception as exc:  # noqa: BLE001  (authlib's HTTP client, httpx2, has its own exception tree)
         log.warning("SSO: cannot reach the provider: %s", type(exc).__name__)
         return back_to("login", "sso_failed")

@@ -19,7 +19,7 @@ def check_role(value: str) -> Role:
 
 
 def at_least(role: str, needed: str) -> bool:
-    return _RANK[role] >= _RANK[needed]
+    return _RANK[cast(Role, role)] >= _RANK[cast(Role, needed)]
 
 
 def lower_of(one: Role, other: Role) -> Role:

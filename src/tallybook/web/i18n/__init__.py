@@ -55,7 +55,7 @@ def has(key: str) -> bool:
 def choose(cookie: str | None, accept_language: str | None) -> str:
     """The user's language: the cookie's when valid, else the best of Accept-Language, else English."""
     if cookie in LANGUAGES:
-        return cookie  # type: ignore[return-value]
+        return cookie
     best, best_q = DEFAULT, -1.0
     for position, part in enumerate((accept_language or "").split(",")):
         tag, _, params = part.strip().partition(";")
