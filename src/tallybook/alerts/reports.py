@@ -5,6 +5,7 @@ headline figures to every channel, and to email channels the full report as a PD
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import Connection
 
@@ -22,7 +23,9 @@ def last_month(now: datetime) -> str:
 
 def report_message(conn: Connection, org_id: int, rule: str, month: str, link: str | None) -> Message:
     report = finance_report(conn, org_id, parse_period(month))
-    money = lambda v: f"{fmt_amount(v, 2)} {report.currency}"
+    def money(value: Decimal) -> str:
+        return f"{fmt_amount(value, 2)} {report.currency}"
+
     change = "" if not report.previous_total else (
         f" ({(report.total - report.previous_total) / report.previous_total * 100:+.1f} % on the month before)")
     lines = ((f"AI spend in {month}: {money(report.total)}{change}: seats {money(report.seat_total)}, "

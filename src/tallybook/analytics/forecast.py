@@ -206,7 +206,7 @@ def t_quantile(p: float, dof: int) -> float:
              (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96,
              (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384,
              (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160]
-    return sum(term / dof ** i for i, term in enumerate(terms))
+    return float(sum(term / dof ** i for i, term in enumerate(terms)))
 
 
 def weekday_factors(days: Sequence[date], values: Sequence[float]) -> list[float]:

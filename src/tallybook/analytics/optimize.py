@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -61,8 +62,8 @@ class Opportunity:
                 "window_saving": self.window_saving.quantize(CENT), "currency": "USD", "origin": "estimated"}
 
 
-def substitutes(path=TIERS_FILE) -> list[tuple[str, str, str]]:
-    return [tuple(s) for s in tomllib.loads(path.read_text()).get("substitutes", [])]
+def substitutes(path: Path = TIERS_FILE) -> list[tuple[str, str, str]]:
+    return [(str(s[0]), str(s[1]), str(s[2])) for s in tomllib.loads(path.read_text()).get("substitutes", [])]
 
 
 def _usage_by_model(conn: Connection, query: ReportQuery) -> list[dict[str, Any]]:

@@ -90,7 +90,8 @@ class RateRow:
 
     def as_dict(self) -> dict[str, Any]:
         q = Decimal("0.000001")
-        rnd = (lambda v: None if v is None else v.quantize(q))
+        def rnd(value: Decimal | None) -> Decimal | None:
+            return None if value is None else value.quantize(q)
         return {
             **self.group, "currency": self.currency, "origin": "reported",
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,

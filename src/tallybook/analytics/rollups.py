@@ -96,7 +96,7 @@ def reading_table(conn: Connection, records: Table, query: ReportQuery,
 
 
 def _grouped(conn: Connection, records: Table, query: ReportQuery, allowed: Sequence[str],
-             extra: Sequence[str]):
+             extra: Sequence[str]) -> tuple[Table, list[tuple[str, Any]], list[ColumnElement[bool]]]:
     unknown = [g for g in query.group_by if g not in allowed]
     if unknown:
         raise ReportError(f"Cannot group by {', '.join(unknown)}; choose from {', '.join(allowed)}.")

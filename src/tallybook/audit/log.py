@@ -104,7 +104,7 @@ def pseudonym(conn: Connection, org_id: int | None, kind: str, value: str) -> st
     c = ops.audit_subjects.c
     found = conn.execute(select(c.token).where(c.org_id == org, c.kind == kind, c.value == value)).scalar()
     if found:
-        return found
+        return str(found)
     token = "psn_" + secrets.token_hex(12)
     conn.execute(insert(ops.audit_subjects).values(token=token, org_id=org, kind=kind, value=value,
                                                  created_at=utcnow()))

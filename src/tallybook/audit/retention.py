@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, Table, delete, select
 
 from tallybook.audit.log import record
 from tallybook.ledger import schema as t
@@ -61,7 +61,7 @@ def close_org(conn: Connection, org_id: int, *, actor: str) -> dict[str, int]:
     return removed
 
 
-def _delete_children(conn: Connection, table, owned, org_id: int) -> int:
+def _delete_children(conn: Connection, table: Table, owned: list[Table], org_id: int) -> int:
     """Rows of a table without org_id whose foreign key points at a row the organisation owns."""
     count = 0
     for fk in table.foreign_keys:

@@ -20,7 +20,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -203,7 +203,7 @@ def _strip(value: str, mapping: Mapping) -> str:
     return value
 
 
-def _parse_date(value: str | None, mapping: Mapping, fail) -> datetime:
+def _parse_date(value: str | None, mapping: Mapping, fail: Callable[[str, str], ImportFileError]) -> datetime:
     if not value:
         raise fail("date", "no date on this row.")
     try:
@@ -219,7 +219,7 @@ def _parse_date(value: str | None, mapping: Mapping, fail) -> datetime:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _parse_amount(value: str | None, mapping: Mapping, fail) -> Decimal:
+def _parse_amount(value: str | None, mapping: Mapping, fail: Callable[[str, str], ImportFileError]) -> Decimal:
     if value is None:
         raise fail("amount", "no amount on this row.")
     try:

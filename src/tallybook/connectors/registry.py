@@ -70,4 +70,5 @@ def build_connector(
     }
     if sleep is not None:
         kwargs["sleep"] = sleep
-    return cls(api_key, **kwargs)
+    connector: Connector = cls(api_key, **kwargs)
+    return connector

@@ -238,7 +238,7 @@ class _Window:
         for entry in self.entries:
             dropped += entry[index]
             if dropped >= excess:
-                return max(entry[0] + WINDOW - now, 0.001)
+                return max(float(entry[0]) + WINDOW - now, 0.001)
         return WINDOW
 
 

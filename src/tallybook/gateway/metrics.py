@@ -87,7 +87,7 @@ class Metrics:
         if not shared:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=shared)
+        MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]  # prometheus_client has no hints here
         return generate_latest(registry)
 
 

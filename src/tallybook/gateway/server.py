@@ -53,7 +53,8 @@ def date_line() -> bytes:
     now = int(time.time())
     if now != _date[0]:
         _date[0], _date[1] = now, b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
-    return _date[1]
+    line: bytes = _date[1]
+    return line
 
 
 def plain_response(status: int, message: str) -> bytes:

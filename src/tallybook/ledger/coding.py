@@ -10,8 +10,9 @@ comes back loses it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, delete, insert, select, update
 
@@ -70,9 +71,12 @@ def _save_members(conn: Connection, org_id: int, connection_id: int, directory: 
     return len(directory.members)
 
 
-def _unique(items, key):
+T = TypeVar("T")
+
+
+def _unique(items: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
     """The last of each key: a vendor listing one person twice must not break the unique index."""
-    found: dict[Any, Any] = {}
+    found: dict[Hashable, T] = {}
     for item in items:
         found[key(item)] = item
     return list(found.values())

@@ -14,7 +14,7 @@ it can be swapped (tests pass a recording double with the same `send`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import orjson
@@ -284,7 +284,7 @@ class Upstreams:
     def find(self, org_id: int, provider: str) -> Upstream | None:
         return self._by.get((org_id, provider)) or self._by.get((None, provider))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Upstream]:
         return iter(self._by.values())
 
     def __len__(self) -> int:
