@@ -31,6 +31,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/keys"): {"name": "new key"},
     ("patch", "/api/v1/keys/{key_id}"): {"name": "renamed"},
     ("post", "/api/v1/sync"): {"from": "2026-10-01", "to": "2026-10-02"},
+    ("put", "/api/v1/sync/schedule"): {"schedule": "daily@04:30"},
     ("post", "/api/v1/alerts/channels"): {"name": "new-hook", "kind": "webhook", "url": "http://127.0.0.1:9/hook"},
     ("post", "/api/v1/alerts/channels/{channel_id}/test"): {},
     ("post", "/api/v1/alerts/rules"): {"name": "new-rule", "kind": "anomaly", "channels": ["new-hook"]},

@@ -20,7 +20,7 @@ from tallybook.ledger.schema_access import sync_jobs, sync_locks
 from tallybook.security.redaction import fingerprint
 from tallybook.security.vault import Vault
 from tallybook.web.jobs import JobStatus, start_sync, sync_status
-from tallybook.web.scheduler import SCHEDULE_KEY, Scheduler, parse_schedule
+from tallybook.web.scheduler import Scheduler, parse_schedule, set_schedule
 from tests.support import FAKE_NOW, window
 
 START, END = window(3)
@@ -155,8 +155,8 @@ def test_scheduler_runs_each_organisation_once_a_day_at_its_time(engine: sa.Engi
     globex, _ = connect(engine, settings, cloud, "globex", provider="anthropic")
     initech, _ = connect(engine, settings, cloud, "initech")
     with engine.begin() as conn:  # organisations may choose their own time, or none
-        conn.execute(sa.insert(t.org_settings).values(org_id=globex, key=SCHEDULE_KEY, value="daily@06:00"))
-        conn.execute(sa.insert(t.org_settings).values(org_id=initech, key=SCHEDULE_KEY, value="off"))
+        set_schedule(conn, globex, "daily@06:00", actor="system:test")
+        set_schedule(conn, initech, "off", actor="system:test")
     scheduler = Scheduler(engine, settings)
     day = datetime(2026, 11, 24)
     assert scheduler.tick(day.replace(hour=1, minute=59)) == []

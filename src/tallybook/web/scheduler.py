@@ -10,12 +10,14 @@ was down at the due time catches up when it starts, the same day.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tallybook import audit
 from tallybook.config import Settings
 from tallybook.ledger import schema as t
 from tallybook.ledger.schema_access import login_attempts, web_sessions
@@ -32,11 +34,11 @@ def parse_schedule(text: str) -> time | None:
     text = text.strip()
     if text == "off":
         return None
-    kind, _, at = text.partition("@")
+    found = re.fullmatch(r"daily@(\d{1,2}):(\d{2})", text)
     try:
-        if kind != "daily":
+        if found is None:
             raise ValueError
-        return time.fromisoformat(at)
+        return time(int(found[1]), int(found[2]))
     except ValueError:
         raise ValueError(f"{text!r} is not a sync schedule: use daily@HH:MM (UTC) or off.") from None
 
@@ -49,6 +51,32 @@ def schedule_for(conn: Connection, org_id: int, settings: Settings) -> time | No
     except ValueError:
         log.warning("organisation %s: unreadable sync_schedule %r; using %s", org_id, own, settings.sync_schedule)
         return parse_schedule(settings.sync_schedule)
+
+
+def own_schedule(conn: Connection, org_id: int) -> str | None:
+    """The organisation's own schedule as it wrote it; None when it follows the deployment's."""
+    s = t.org_settings.c
+    value = conn.execute(select(s.value).where(s.org_id == org_id, s.key == SCHEDULE_KEY)).scalar()
+    return None if value is None else str(value)
+
+
+def set_schedule(conn: Connection, org_id: int, text: str | None, *, actor: str) -> time | None:
+    """Give the organisation its own schedule (`daily@HH:MM` UTC or `off`), or with None or "" follow the
+    deployment's TALLYBOOK_SYNC_SCHEDULE again. Raises ValueError for anything else. Audited."""
+    s = t.org_settings.c
+    text = (text or "").strip().lower() or None
+    at = parse_schedule(text) if text is not None else None  # ValueError: nothing is changed
+    if text is not None:
+        text = f"daily@{at:%H:%M}" if at is not None else "off"
+    before = own_schedule(conn, org_id)
+    if text == before:
+        return at
+    conn.execute(delete(t.org_settings).where(s.org_id == org_id, s.key == SCHEDULE_KEY))
+    if text is not None:
+        conn.execute(insert(t.org_settings).values(org_id=org_id, key=SCHEDULE_KEY, value=text))
+    audit.record(conn, org_id, actor, "sync_schedule.changed", "org_setting", SCHEDULE_KEY,
+                 {"from": before or "deployment default", "to": text or "deployment default"})
+    return at
 
 
 def claim(engine: Engine, org_id: int, day: date) -> bool:

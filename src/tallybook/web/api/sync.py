@@ -1,4 +1,5 @@
-"""`/api/v1/sync`: start a sync in the background (admin), follow its job, and read the history of runs.
+"""`/api/v1/sync`: start a sync in the background (admin), follow its job, read the history of runs, and
+read or set the organisation's daily sync schedule.
 
 A job runs the real sync engine (`tallybook.web.jobs`, as `tallybook sync`) for one connection or all
 of the organisation's; its progress is each connection's run: tasks done of tasks total, rows, pages.
@@ -30,6 +31,7 @@ from tallybook.web.api.params import (
     midnight,
 )
 from tallybook.web.api.schemas import Moment, Strict
+from tallybook.web.scheduler import own_schedule, schedule_for, set_schedule
 
 router = APIRouter(route_class=ApiRoute, tags=["sync"])
 
@@ -154,3 +156,40 @@ def history(principal: Analyst, conn: Reading,
             limit: int = Query(50, ge=1, le=1000, description="How many runs, newest first."),
             connection_id: int | None = Query(None, ge=1, le=MAX_ID, description="Only this connection's runs.")) -> Runs:
     return Runs(runs=runs(conn, principal.org_id, limit=limit, connection_id=connection_id))
+
+
+class ScheduleOut(Strict):
+    schedule: str | None = Field(description="The organisation's own schedule (daily@HH:MM UTC or off); "
+                                             "None: it follows the deployment's.")
+    deployment: str = Field(description="The deployment's schedule, TALLYBOOK_SYNC_SCHEDULE.")
+    effective: str = Field(description="The schedule in force for this organisation: daily@HH:MM (UTC) or off.")
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schedule: str | None = Field(max_length=40, description="daily@HH:MM (UTC) or off; null: follow the "
+                                                            "deployment's schedule.")
+
+
+def _schedule(request: Request, conn: Connection, org_id: int) -> ScheduleOut:
+    settings = request.app.state.settings
+    at = schedule_for(conn, org_id, settings)
+    return ScheduleOut(schedule=own_schedule(conn, org_id), deployment=settings.sync_schedule,
+                       effective=f"daily@{at:%H:%M}" if at else "off")
+
+
+@router.get("/sync/schedule", response_model=ScheduleOut, summary="The daily sync schedule (analyst)")
+def get_schedule(request: Request, principal: Analyst, conn: Reading) -> ScheduleOut:
+    return _schedule(request, conn, principal.org_id)
+
+
+@router.put("/sync/schedule", response_model=ScheduleOut, summary="Set the organisation's sync schedule (admin)")
+def put_schedule(body: ScheduleIn, request: Request, principal: Admin) -> ScheduleOut:
+    """`tallybook serve` starts the organisation's sync once a day at this time (UTC); `off` stops it;
+    null follows the deployment's TALLYBOOK_SYNC_SCHEDULE. Audited."""
+    with engine(request).begin() as conn:
+        try:
+            set_schedule(conn, principal.org_id, body.schedule, actor=actor(principal))
+        except ValueError as exc:
+            raise invalid(f"`schedule`: {exc}") from None
+        return _schedule(request, conn, principal.org_id)

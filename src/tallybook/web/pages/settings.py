@@ -17,12 +17,12 @@ from tallybook.pricing.rules import dec, load_rules
 from tallybook.web import auth
 from tallybook.web.auth import Principal, require_page, verify_csrf
 from tallybook.web.auth.users import find_user_id
-from tallybook.web.pages.base import render
-from tallybook.web.scheduler import schedule_for
+from tallybook.web.pages.base import render, translator
+from tallybook.web.scheduler import own_schedule, schedule_for, set_schedule
 
 router = APIRouter(include_in_schema=False)
 admin_page = require_page("admin")
-DONE = ("member_added", "role_changed", "member_removed", "token_revoked")
+DONE = ("member_added", "role_changed", "member_removed", "token_revoked", "schedule_changed")
 
 
 def _rule_row(rule: Any) -> dict[str, Any]:
@@ -43,11 +43,13 @@ def _page(request: Request, principal: Principal, *, status: int = 200, error: s
         rules = [_rule_row(r) for r in load_rules(conn, principal.org_id, current_only=True)]
         opted_in = bm.is_opted_in(conn, principal.org_id)
         at = schedule_for(conn, principal.org_id, request.app.state.settings)
+        own = own_schedule(conn, principal.org_id)
     done = request.query_params.get("done")
     return render(request, principal, "settings.html", status=status, title="settings.title", members=members,
                   tokens=tokens, rules=rules, opted_in=opted_in, roles=auth.ROLES, error=error,
                   new_token=new_token, done=f"settings.done_{done}" if done in DONE else None,
-                  schedule=f"{at:%H:%M}" if at else None)
+                  schedule=f"{at:%H:%M}" if at else None, own_schedule=own,
+                  default_schedule=request.app.state.settings.sync_schedule)
 
 
 def _change(request: Request, principal: Principal, done: str, change: Callable[[Connection], object]) -> Response:
@@ -102,6 +104,19 @@ def create_token(request: Request, principal: Principal = Depends(admin_page), c
     except AccessError as exc:
         return _page(request, principal, status=exc.status, error=str(exc))
     return _page(request, principal, new_token=plaintext)
+
+
+@router.post("/settings/schedule")
+def change_schedule(request: Request, principal: Principal = Depends(admin_page), csrf_token: str = Form(""),
+                    schedule: str = Form("", max_length=40)) -> Response:
+    """The organisation's own sync schedule (daily@HH:MM UTC or off); empty: the deployment's again."""
+    verify_csrf(request, csrf_token)
+    try:
+        with request.app.state.engine.begin() as conn:
+            set_schedule(conn, principal.org_id, schedule, actor=principal.actor)
+    except ValueError:
+        return _page(request, principal, status=400, error=translator(request)("settings.bad_schedule"))
+    return RedirectResponse("/settings?done=schedule_changed", status_code=303)
 
 
 @router.post("/settings/tokens/{token_id}/revoke")
