@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from sqlalchemy import Connection
 
 from tallybook import audit
 from tallybook.cli.common import (
@@ -26,7 +25,7 @@ from tallybook.errors import PricingError
 from tallybook.pricing.catalog import TOKEN_PRICE_KEYS, UNIT_PER, ModelPrice, default_catalog, list_price
 from tallybook.pricing.price import per_label
 from tallybook.pricing.rulefile import build_rule, read_rules
-from tallybook.pricing.rules import Change, Rule, dec, load_rules, rules_at, save_rules
+from tallybook.pricing.rules import Change, Rule, dec, load_rules, rules_at, save_audited
 
 pricing_app = typer.Typer(help="List prices (genai-prices, with history) and the organisation's pricing rules.",
                           no_args_is_help=True)
@@ -165,8 +164,7 @@ def set_rule(
     rule = build_rule(rule_id, values)
     ctx = Context(org)
     with ctx.engine.begin() as conn:
-        changes = save_rules(conn, ctx.org_id, [rule], source="cli")
-        audit_changes(conn, ctx.org_id, changes, "cli")
+        changes = save_audited(conn, ctx.org_id, [rule], source="cli", actor=audit.cli_actor())
     _report(changes, fmt, "tallybook pricing set")
 
 
@@ -196,8 +194,7 @@ def apply(
     with ctx.engine.connect() as conn:
         transaction = conn.begin()
         try:
-            changes = save_rules(conn, ctx.org_id, rules, source=str(file))
-            audit_changes(conn, ctx.org_id, changes, str(file))
+            changes = save_audited(conn, ctx.org_id, rules, source=str(file), actor=audit.cli_actor())
         except BaseException:
             transaction.rollback()
             raise
@@ -206,15 +203,6 @@ def apply(
         else:
             transaction.commit()
     _report(changes, fmt, f"{file}{' (check only: nothing written)' if check else ''}")
-
-
-def audit_changes(conn: Connection, org_id: int, changes: list[Change], source: str) -> None:
-    """One audit entry per created or updated rule version, in the transaction that saved it."""
-    for change in changes:
-        if change.action != "unchanged":
-            audit.record(conn, org_id, audit.cli_actor(), f"pricing_rule.{change.action}", "pricing_rule",
-                         change.rule_id, {"version": change.version, "effective_from": change.effective_from,
-                                          "source": source, "note": change.note or None})
 
 
 def _report(changes: list[Change], fmt: Format, what: str) -> None:

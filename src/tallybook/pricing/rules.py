@@ -2,6 +2,7 @@
 
     Rule                                                       one version of one rule
     save_rules(conn, org_id, rules, *, source, now=None) -> list[Change]   the write door, idempotent
+    save_audited(conn, org_id, rules, *, source, actor) -> list[Change]    the same, audited
     load_rules(conn, org_id, *, current_only=False) -> list[Rule]          every version: history prices the past
     rules_at(rules, *, provider, model, at) -> list[Rule]                  the versions in force for one model
     apply_rules(price, rules, *, at=None, month_spend=None) -> Price       what the organisation pays (basis "cost")
@@ -40,6 +41,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tallybook import audit
 from tallybook.errors import PricingError
 from tallybook.ledger import schema as t
 from tallybook.ledger.store import utcnow
@@ -231,6 +233,18 @@ def save_rules(conn: Connection, org_id: int, rules: Iterable[Rule], *, source: 
             raise PricingError(f"Rule {rule.rule_id!r} was changed by someone else at the same time; "
                                "run the command again.") from None
         changes.append(Change(rule.rule_id, "created" if version == 1 else "updated", version, start, note))
+    return changes
+
+
+def save_audited(conn: Connection, org_id: int, rules: Iterable[Rule], *, source: str, actor: str) -> list[Change]:
+    """`save_rules`, with one audit entry per created or updated version in the same transaction: what the
+    CLI, the API and the Settings page all call."""
+    changes = save_rules(conn, org_id, rules, source=source)
+    for change in changes:
+        if change.action != "unchanged":
+            audit.record(conn, org_id, actor, f"pricing_rule.{change.action}", "pricing_rule", change.rule_id,
+                         {"version": change.version, "effective_from": change.effective_from, "source": source,
+                          "note": change.note or None})
     return changes
 
 

@@ -12,9 +12,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tallybook import audit
 from tallybook.pricing.rulefile import build_rule
-from tallybook.pricing.rules import Rule, load_rules, save_rules
+from tallybook.pricing.rules import Rule, load_rules, save_audited
 from tallybook.web.api.errors import ApiRoute, not_found
 from tallybook.web.api.params import Admin, Analyst, Reading, actor, engine
 from tallybook.web.api.schemas import Moment, Strict
@@ -33,7 +32,7 @@ class RuleOut(Strict):
     currency: str
     effective_from: Moment
     effective_to: Moment | None
-    source: str | None = Field(description='The file it was applied from, "cli" or "api".')
+    source: str | None = Field(description='The file it was applied from, "cli", "api" or "web".')
     note: str | None
     created_at: Moment | None
     retired_at: Moment | None = Field(description="When a newer version superseded this one.")
@@ -112,11 +111,6 @@ def create_rule(body: RuleIn, request: Request, principal: Admin) -> list[Change
         values["tiers"] = [t.model_dump() for t in body.tiers]
     rule = build_rule(body.rule_id, values)
     with engine(request).begin() as conn:
-        changes = save_rules(conn, principal.org_id, [rule], source="api")
-        for change in changes:
-            if change.action != "unchanged":
-                audit.record(conn, principal.org_id, actor(principal), f"pricing_rule.{change.action}",
-                             "pricing_rule", change.rule_id, {"version": change.version, "source": "api",
-                                                              "effective_from": change.effective_from})
+        changes = save_audited(conn, principal.org_id, [rule], source="api", actor=actor(principal))
     return [ChangeOut(rule_id=c.rule_id, action=c.action, version=c.version,
                       effective_from=c.effective_from, note=c.note or None) for c in changes]

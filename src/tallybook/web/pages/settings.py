@@ -12,8 +12,10 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Connection
 
 from tallybook.analytics import benchmark as bm
-from tallybook.errors import AccessError
-from tallybook.pricing.rules import dec, load_rules
+from tallybook.errors import AccessError, PricingError
+from tallybook.ledger.store import utcnow
+from tallybook.pricing.rulefile import build_rule
+from tallybook.pricing.rules import dec, load_rules, save_audited
 from tallybook.web import auth
 from tallybook.web.auth import Principal, require_page, verify_csrf
 from tallybook.web.auth.users import find_user_id
@@ -22,7 +24,9 @@ from tallybook.web.scheduler import own_schedule, schedule_for, set_schedule
 
 router = APIRouter(include_in_schema=False)
 admin_page = require_page("admin")
-DONE = ("member_added", "role_changed", "member_removed", "token_revoked", "schedule_changed")
+DONE = ("member_added", "role_changed", "member_removed", "token_revoked", "schedule_changed", "rule_saved",
+        "rule_unchanged")
+RULE_KINDS = ("discount", "markup", "negotiated")
 
 
 def _rule_row(rule: Any) -> dict[str, Any]:
@@ -48,7 +52,8 @@ def _page(request: Request, principal: Principal, *, status: int = 200, error: s
     return render(request, principal, "settings.html", status=status, title="settings.title", members=members,
                   tokens=tokens, rules=rules, opted_in=opted_in, roles=auth.ROLES, error=error,
                   new_token=new_token, done=f"settings.done_{done}" if done in DONE else None,
-                  schedule=f"{at:%H:%M}" if at else None, own_schedule=own,
+                  schedule=f"{at:%H:%M}" if at else None, own_schedule=own, rule_kinds=RULE_KINDS,
+                  today=f"{utcnow():%Y-%m-%d}",
                   default_schedule=request.app.state.settings.sync_schedule)
 
 
@@ -117,6 +122,45 @@ def change_schedule(request: Request, principal: Principal = Depends(admin_page)
     except ValueError:
         return _page(request, principal, status=400, error=translator(request)("settings.bad_schedule"))
     return RedirectResponse("/settings?done=schedule_changed", status_code=303)
+
+
+@router.post("/settings/rules")
+def save_rule(request: Request, principal: Principal = Depends(admin_page), csrf_token: str = Form(""),
+              rule_id: str = Form("", max_length=100), provider: str = Form("", max_length=40),
+              model: str = Form("*", max_length=200), kind: str = Form("discount"),
+              figure: str = Form("", max_length=400), currency: str = Form("USD", max_length=3),
+              effective_from: str = Form("", max_length=10), note: str = Form("", max_length=1000)) -> Response:
+    """A pricing rule, or a new version of one, as `tallybook pricing set` makes it: a discount or markup
+    ("10%" or "0.10"), or negotiated rates per 1M tokens ("input_mtok=2.4, output_mtok=9.6")."""
+    verify_csrf(request, csrf_token)
+    values: dict[str, Any] = {"provider": provider.strip() or None, "model": model.strip() or "*",
+                              "currency": currency.strip().upper() or "USD", "effective_from": effective_from,
+                              "note": note.strip() or None}
+    try:
+        if kind not in RULE_KINDS:
+            raise PricingError(f"Choose a kind of rule: {', '.join(RULE_KINDS)}.")
+        if kind == "negotiated":
+            values["rates"] = _rates(figure)
+        else:
+            values[kind] = figure.strip()
+        rule = build_rule(rule_id.strip(), values)
+        with request.app.state.engine.begin() as conn:
+            changes = save_audited(conn, principal.org_id, [rule], source="web", actor=principal.actor)
+    except PricingError as exc:
+        return _page(request, principal, status=400, error=str(exc))
+    done = "rule_unchanged" if all(c.action == "unchanged" for c in changes) else "rule_saved"
+    return RedirectResponse(f"/settings?done={done}", status_code=303)
+
+
+def _rates(text: str) -> dict[str, str]:
+    rates: dict[str, str] = {}
+    for part in text.replace(";", ",").split(","):
+        key, found, value = part.partition("=")
+        if not found or not key.strip() or not value.strip():
+            raise PricingError(f"Write negotiated rates as name=price per 1M tokens, e.g. input_mtok=2.4, "
+                               f"output_mtok=9.6 (not {part.strip()!r}).")
+        rates[key.strip()] = value.strip()
+    return rates
 
 
 @router.post("/settings/tokens/{token_id}/revoke")
