@@ -63,7 +63,7 @@ def test_negotiated_rates_are_read_per_million_tokens(client: TestClient, member
     assert answer.status_code == 303
     [rule] = rules(engine)
     assert rule.kind == "negotiated" and dict(rule.rates) == {"input_mtok": Decimal("2.4"),
-                                                              "output_mtok": Decimal("12")}
+                                                              "output_mtok": Decimal(12)}
 
 
 def test_bad_figures_are_refused_with_what_to_write_and_nothing_is_saved(
