@@ -43,21 +43,20 @@ def parse_schedule(text: str) -> time | None:
         raise ValueError(f"{text!r} is not a sync schedule: use daily@HH:MM (UTC) or off.") from None
 
 
-def schedule_for(conn: Connection, org_id: int, settings: Settings) -> time | None:
-    s = t.org_settings.c
-    own = conn.execute(select(s.value).where(s.org_id == org_id, s.key == SCHEDULE_KEY)).scalar()
-    try:
-        return parse_schedule(own if own is not None else settings.sync_schedule)
-    except ValueError:
-        log.warning("organisation %s: unreadable sync_schedule %r; using %s", org_id, own, settings.sync_schedule)
-        return parse_schedule(settings.sync_schedule)
-
-
 def own_schedule(conn: Connection, org_id: int) -> str | None:
     """The organisation's own schedule as it wrote it; None when it follows the deployment's."""
     s = t.org_settings.c
     value = conn.execute(select(s.value).where(s.org_id == org_id, s.key == SCHEDULE_KEY)).scalar()
     return None if value is None else str(value)
+
+
+def schedule_for(conn: Connection, org_id: int, settings: Settings) -> time | None:
+    own = own_schedule(conn, org_id)
+    try:
+        return parse_schedule(own if own is not None else settings.sync_schedule)
+    except ValueError:
+        log.warning("organisation %s: unreadable sync_schedule %r; using %s", org_id, own, settings.sync_schedule)
+        return parse_schedule(settings.sync_schedule)
 
 
 def set_schedule(conn: Connection, org_id: int, text: str | None, *, actor: str) -> time | None:

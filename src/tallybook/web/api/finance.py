@@ -73,8 +73,9 @@ class FinanceOut(Strict):
     idle_seats: list[IdleSeat]
 
 
-PDF_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
-                      "description": "The report as JSON, or as a PDF with `format=pdf`."}}
+PDF_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
+    "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+    "description": "The report as JSON, or as a PDF with `format=pdf`."}}
 
 
 @router.get("/finance", response_model=FinanceOut, response_model_exclude_unset=True, responses=PDF_RESPONSE, summary="Finance report (analyst)")
