@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine
 from tallybook.exports.csv import write_csv
 from tallybook.ledger.store import utcnow
 from tallybook.web import i18n
+from tallybook.web.api.schemas import number as api_number
 from tallybook.web.auth import Principal, csrf_token, user_orgs
 from tallybook.web.errors import ApiError
 
@@ -244,9 +245,15 @@ def context(request: Request, principal: Principal | None, **extra: Any) -> dict
         "money": lambda v, c, places=2: i18n.money(v, c, lang, places),
         "number": lambda v, places=None: i18n.number(v, lang, places),
         "percent": lambda v, places=1: i18n.percent(v, lang, places),
-        "cell": lambda row, col: cell(row, col, lang), "url": url, "can_export": bool(
+        "cell": lambda row, col: cell(row, col, lang), "datum": datum, "url": url, "can_export": bool(
             principal and principal.can("analyst")), **extra,
     }
+
+
+def datum(value: Any) -> Any:
+    """A value as a page's machine-readable `data-value` states it: a Decimal as the API and the CLI's JSON
+    state it (9 places, the ledger's nano-units), so the page, the API and the CLI agree to the digit."""
+    return api_number(value) if isinstance(value, Decimal) else value
 
 
 def cell(row: dict[str, Any], col: Column, lang: str) -> str:
