@@ -9,6 +9,9 @@ and its streamed variant; bench/gateway_load.py), then in front of it
       the spool ON: the real production path),
   (c) nginx `proxy_pass` (Debian package, installed with apt-get when missing; one worker, keep-alive
       to the upstream, its own config in a temp dir),
+  (r) py-relay: the floor of any Python relay (bench/gateway_load.py relay: uvloop + httptools, whole
+      requests forwarded on a keep-alive upstream connection, answers written back unparsed; nothing
+      else), so the run shows what tallybook adds beyond what Python itself costs,
   (d) the LiteLLM proxy (`litellm[proxy]` in bench/.venv-litellm, installed on first use; skipped with
       a loud line when it will not install or start),
 and a load generator in its own process: open loop at a fixed arrival rate (20, 100 and 500 req/s), then
@@ -154,6 +157,17 @@ def start_nginx(tmp: Path, upstream_port: int, procs: list) -> Path_ | None:
         loud("SKIPPING nginx: it did not start")
         return None
     return Path_("nginx", url)
+
+
+def start_relay(up_url: str, procs: list) -> Path_ | None:
+    port = free_port()
+    proc = subprocess.Popen([*LOAD, "relay", "--port", str(port), "--url", up_url], stdout=subprocess.PIPE)
+    procs.append(("py-relay", proc))
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != b"ready":
+        loud("SKIPPING py-relay: it did not start")
+        return None
+    return Path_("py-relay", f"http://127.0.0.1:{port}")
 
 
 def litellm_binary() -> Path | None:
@@ -307,6 +321,12 @@ def goals(paths: dict[str, Path_]) -> None:
         if t_rps and n_rps:
             print(f"         max throughput: tallybook {t_rps:.0f} vs nginx {n_rps:.0f} req/s = "
                   f"{n_rps / t_rps:.1f}x fewer")
+    relay = paths.get("py-relay")
+    r50 = added(relay, direct, "json@500", "p50")
+    if r50 is not None and p50 is not None:
+        versus = f" = {r50 / n50:.1f}x nginx's" if n50 else ""
+        print(f"  floor of any Python relay (py-relay, forwarding bytes and nothing else): adds {r50:.3f} ms at p50"
+              f"{versus}; tallybook adds {p50 - r50:+.3f} ms on top of it")
 
 
 def main() -> None:
@@ -330,6 +350,7 @@ def main() -> None:
         found: dict[str, Path_ | None] = {"direct": Path_("direct", up_url)}
         found["tallybook"] = start_tallybook(tmp, up_url, procs)
         found["nginx"] = None if args.skip_nginx else start_nginx(tmp, up_port, procs)
+        found["py-relay"] = start_relay(up_url, procs)
         found["litellm"] = None if args.skip_litellm else start_litellm(tmp, up_url, procs)
         paths = [p for p in found.values() if p is not None]
         print("Paths: " + ", ".join(f"{p.name} {p.url}" for p in paths), flush=True)
@@ -338,7 +359,7 @@ def main() -> None:
             scenarios.append(f"stream@{args.rates.split(',')[-1]}")
         # Path by path, slowest last: a path that cannot keep up goes on working off its backlog after
         # its run, and must not steal the CPU from the next path's measurement (2 vCPUs shared by all).
-        for path in sorted(paths, key=lambda p: ("direct", "nginx", "tallybook", "litellm").index(p.name)):
+        for path in sorted(paths, key=lambda p: ("direct", "nginx", "py-relay", "tallybook", "litellm").index(p.name)):
             for scenario in scenarios:
                 kind, rate = scenario.split("@")
                 print(f"  {scenario:<12} {path.name} ...", flush=True)

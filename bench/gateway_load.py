@@ -1,7 +1,9 @@
 """The two ends of bench/gateway_bench.py, each run as its own process: a fast mock OpenAI upstream and
-an open-loop load generator, both on uvloop + httptools (so neither is the bottleneck).
+an open-loop load generator, both on uvloop + httptools (so neither is the bottleneck), and the floor
+of any Python relay: the least a Python process can do in the middle.
 
     python bench/gateway_load.py upstream --port 9000
+    python bench/gateway_load.py relay --port 9001 --url http://127.0.0.1:9000
     python bench/gateway_load.py load --url http://127.0.0.1:9000 --rate 500 --seconds 10 [--stream] [--key K]
     python bench/gateway_load.py max --url http://127.0.0.1:9000 --connections 32 --seconds 5
 
@@ -96,6 +98,82 @@ class UpstreamProtocol(asyncio.Protocol):
 async def serve_upstream(port: int) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(UpstreamProtocol, "127.0.0.1", port, backlog=2048)
+    print("ready", flush=True)
+    await server.serve_forever()
+
+
+# --- the floor of a Python relay -----------------------------------------------------------------------
+
+class RelayUpstream(asyncio.Protocol):
+    """The relay's own keep-alive connection to the upstream: answer bytes go to the client as they come."""
+
+    def __init__(self, client: RelayProtocol) -> None:
+        self.client = client
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self.client.transport.is_closing():  # type: ignore[attr-defined]
+            self.client.transport.write(data)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.transport.close()
+
+
+class RelayProtocol(asyncio.Protocol):
+    """A client connection of `relay`: each request, once whole (httptools), is written to this connection's
+    own upstream connection, and the answer's bytes are written back unparsed. No routing, keys, metering
+    or headers: what is left is what any Python relay on uvloop pays (two wake-ups, reads and writes)."""
+
+    upstream_address: tuple[str, int] = ("127.0.0.1", 80)
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.parts: list[bytes] = []
+        self.pending: list[bytes] = []
+        self.upstream: RelayUpstream | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        asyncio.ensure_future(self.connect())
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, self.upstream = await loop.create_connection(lambda: RelayUpstream(self), *self.upstream_address)
+        except OSError:
+            self.transport.close()
+            return
+        for request in self.pending:
+            self.upstream.transport.write(request)  # type: ignore[attr-defined]
+        self.pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self.parts.append(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.close()
+
+    def on_message_complete(self) -> None:
+        request = b"".join(self.parts)
+        self.parts = []
+        if self.upstream is None:
+            self.pending.append(request)
+        else:
+            self.upstream.transport.write(request)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.close()  # type: ignore[attr-defined]
+
+
+async def serve_relay(port: int, upstream: str) -> None:
+    parts = urlsplit(upstream)
+    RelayProtocol.upstream_address = (parts.hostname or "127.0.0.1", parts.port or 80)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(RelayProtocol, "127.0.0.1", port, backlog=2048)
     print("ready", flush=True)
     await server.serve_forever()
 
@@ -227,7 +305,7 @@ async def closed_loop(url: str, key: str, connections: int, seconds: float, stre
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=("upstream", "load", "max"))
+    parser.add_argument("what", choices=("upstream", "relay", "load", "max"))
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--url", default="")
     parser.add_argument("--key", default="sk-bench")
@@ -241,6 +319,11 @@ def main() -> None:
         try:
             uvloop.run(serve_upstream(args.port))
         except KeyboardInterrupt:  # the bench stops us with SIGINT
+            pass
+    elif args.what == "relay":
+        try:
+            uvloop.run(serve_relay(args.port, args.url))
+        except KeyboardInterrupt:
             pass
     elif args.what == "load":
         result = uvloop.run(open_loop(args.url, args.key, args.rate, args.seconds, args.stream, args.warmup))

@@ -211,12 +211,14 @@ class Gateway:
                                   "(`tallybook keys list`).")
         return given.decode("latin-1") if explicit and given and self.passthrough else None
 
+    def too_big(self) -> RouteError:
+        return RouteError(413, f"The request body is larger than the gateway's limit of {self.max_body:,} bytes "
+                               "(TALLYBOOK_GATEWAY_MAX_BODY_BYTES).")
+
     async def read_body(self, call: Call, receive: Any) -> bytes:
         declared = call.headers.get(b"content-length")
-        too_big = RouteError(413, f"The request body is larger than the gateway's limit of {self.max_body:,} bytes "
-                                  "(TALLYBOOK_GATEWAY_MAX_BODY_BYTES).")
         if declared and declared.isdigit() and int(declared) > self.max_body:
-            raise too_big
+            raise self.too_big()
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -226,7 +228,7 @@ class Gateway:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                raise too_big
+                raise self.too_big()
             chunks.append(chunk)
             if not message.get("more_body"):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)

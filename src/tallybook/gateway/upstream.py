@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -190,6 +191,15 @@ class _Connection(asyncio.Protocol):
         return data
 
 
+@functools.lru_cache(maxsize=1024)
+def _split(url: str) -> tuple[str, str, int, bytes]:
+    """An upstream URL's scheme, host, port and request target (urlsplit is ~5 us; few URLs recur)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme or "http"
+    target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    return scheme, parts.hostname or "", parts.port or (443 if scheme == "https" else 80), target.encode()
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(UpstreamTimeout("the upstream did not answer in time"))
@@ -225,8 +235,16 @@ class Response:
             await conn.wait(self._timeout)
 
     async def read(self) -> bytes:
-        parts = [chunk async for chunk in self.chunks()]
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        """The whole body (`chunks` joined, without an async generator's cost per request)."""
+        conn, parts = self._conn, []
+        while True:
+            while conn.chunks:
+                parts.append(conn.take())
+            if conn.error is not None:
+                raise conn.error
+            if conn.complete:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            await conn.wait(self._timeout)
 
     def interrupt(self, error: BaseException) -> None:
         """Break off the answer: the reader gets `error`, the connection is closed (the upstream stops)."""
@@ -336,12 +354,9 @@ class HttpClient:
         """Send the request and return once the answer's status and headers are in.
 
         `headers` go as given (the caller leaves out host, content-length and hop-by-hop ones)."""
-        parts = urlsplit(url)
-        scheme = parts.scheme or "http"
-        host = parts.hostname or ""
-        pool = self._pool(scheme, host, parts.port or (443 if scheme == "https" else 80))
-        target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-        lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), target.encode(), pool.host_header)]
+        scheme, host, port, target = _split(url)
+        pool = self._pool(scheme, host, port)
+        lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), target, pool.host_header)]
         lines += [name + b": " + value + b"\r\n" for name, value in headers]
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(b"content-length: %d\r\n" % len(body))
