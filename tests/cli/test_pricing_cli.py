@@ -94,6 +94,18 @@ def test_set_validates_its_options(cli_env: dict[str, str]) -> None:
     assert (created[0]["action"], created[0]["version"]) == ("created", 1)
     listed = ok("pricing", "rules", "list", "--format", "json", env=cli_env).json()
     assert listed[0]["figures"] == "input_mtok 2.4, output_mtok 12 USD"
+    shaky = run("pricing", "set", "--id", "deal", "--tier", "10000-0.05", "--from", "2026-01-01", env=cli_env)
+    assert shaky.exit_code == 2 and "should look like 10000:0.05" in shaky.stderr.replace("\n", " ")
+
+
+def test_set_takes_commitment_tiers_and_several_rates_in_one_option(cli_env: dict[str, str]) -> None:
+    ok("pricing", "set", "--id", "deal", "--provider", "openai", "--tier", "10000:0.05", "--tier", "50000:8%",
+       "--from", "2026-01-01", env=cli_env)
+    ok("pricing", "set", "--id", "contract", "--provider", "anthropic", "--rate", "input_mtok=2.4, output_mtok=12",
+       "--from", "2026-01-01", env=cli_env)
+    listed = {r["rule_id"]: r["figures"] for r in ok("pricing", "rules", "list", "--format", "json", env=cli_env).json()}
+    assert listed == {"deal": ">= 10000 USD/month: -5 %; >= 50000 USD/month: -8 %",
+                      "contract": "input_mtok 2.4, output_mtok 12 USD"}
 
 
 def test_fx_import_and_show_with_the_rate_date(cli_env: dict[str, str]) -> None:

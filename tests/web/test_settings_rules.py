@@ -1,4 +1,4 @@
-"""Pricing rules from the Settings page: an admin adds a discount, a markup or negotiated rates (a new
+"""Pricing rules from the Settings page: an admin adds a discount, a markup, negotiated rates or commitment tiers (a new
 version when the name exists), exactly as `tallybook pricing set` would; bad figures are refused with
 what to write and nothing saved; others may not."""
 
@@ -66,6 +66,27 @@ def test_negotiated_rates_are_read_per_million_tokens(client: TestClient, member
                                                               "output_mtok": Decimal(12)}
 
 
+def test_commitment_tiers_are_a_monthly_spend_and_its_discount(client: TestClient, member: Callable[..., int],
+                                                                engine: sa.Engine) -> None:
+    member("ada@acme.test")
+    signed_in(client, "ada@acme.test")
+    token = form_csrf(client)
+    answer = client.post("/settings/rules", data={
+        "csrf_token": token, "rule_id": "openai-commit", "provider": "openai", "kind": "commitment",
+        "figure": "10000:5%; 50000:0.08", "effective_from": "2026-01-01"})
+    assert answer.status_code == 303
+    [rule] = rules(engine)
+    assert rule.kind == "commitment"
+    assert [(t.min_spend, t.discount) for t in rule.tiers] == [(Decimal(10000), Decimal("0.05")),
+                                                              (Decimal(50000), Decimal("0.08"))]
+    assert "10000:0.05; 50000:0.08" in client.get("/settings").text
+    backwards = client.post("/settings/rules", data={
+        "csrf_token": token, "rule_id": "other", "kind": "commitment", "figure": "50000:8%, 10000:5%",
+        "effective_from": "2026-01-01"})
+    assert backwards.status_code == 400 and "increasing order" in backwards.text
+    assert len(rules(engine)) == 1
+
+
 def test_bad_figures_are_refused_with_what_to_write_and_nothing_is_saved(
         client: TestClient, member: Callable[..., int], engine: sa.Engine) -> None:
     member("ada@acme.test")
@@ -76,6 +97,9 @@ def test_bad_figures_are_refused_with_what_to_write_and_nothing_is_saved(
     pairs = client.post("/settings/rules", data={"csrf_token": token, **DISCOUNT, "kind": "negotiated",
                                                  "figure": "input 2.4"})
     assert pairs.status_code == 400 and "input_mtok=2.4, output_mtok=9.6" in pairs.text
+    tiers = client.post("/settings/rules", data={"csrf_token": token, **DISCOUNT, "kind": "commitment",
+                                                 "figure": "10000 at 5%"})
+    assert tiers.status_code == 400 and "10000:5%, 50000:8%" in tiers.text
     undated = client.post("/settings/rules", data={"csrf_token": token, **DISCOUNT, "effective_from": ""})
     assert undated.status_code == 400
     assert rules(engine) == []

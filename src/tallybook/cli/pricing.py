@@ -24,7 +24,7 @@ from tallybook.cli.common import (
 from tallybook.errors import PricingError
 from tallybook.pricing.catalog import TOKEN_PRICE_KEYS, UNIT_PER, ModelPrice, default_catalog, list_price
 from tallybook.pricing.price import per_label
-from tallybook.pricing.rulefile import build_rule, read_rules
+from tallybook.pricing.rulefile import build_rule, parse_pairs, read_rules
 from tallybook.pricing.rules import Change, Rule, dec, load_rules, rules_at, save_audited
 
 pricing_app = typer.Typer(help="List prices (genai-prices, with history) and the organisation's pricing rules.",
@@ -157,10 +157,9 @@ def set_rule(
                               "currency": currency, "effective_from": date_from, "effective_to": date_to,
                               "note": note}
     if rate:
-        values["rates"] = dict(_pair(r, "=", "--rate", "input_mtok=2.4") for r in rate)
+        values["rates"] = dict(_pairs(rate, "=", "--rate", "input_mtok=2.4"))
     if tier:
-        values["tiers"] = [dict(zip(("min_spend", "discount"), _pair(t, ":", "--tier", "10000:0.05"), strict=True))
-                           for t in tier]
+        values["tiers"] = [{"min_spend": spend, "discount": off} for spend, off in _pairs(tier, ":", "--tier", "10000:0.05")]
     rule = build_rule(rule_id, values)
     ctx = Context(org)
     with ctx.engine.begin() as conn:
@@ -168,11 +167,11 @@ def set_rule(
     _report(changes, fmt, "tallybook pricing set")
 
 
-def _pair(text: str, sep: str, option: str, example: str) -> tuple[str, str]:
-    key, found, value = text.partition(sep)
-    if not found or not key.strip() or not value.strip():
-        raise typer.BadParameter(f"{text!r} should look like {example}.", param_hint=option)
-    return key.strip(), value.strip()
+def _pairs(items: list[str], sep: str, option: str, example: str) -> list[tuple[str, str]]:
+    try:
+        return [pair for item in items for pair in parse_pairs(item, sep, example)]
+    except PricingError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 @pricing_app.command("apply")

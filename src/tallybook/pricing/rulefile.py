@@ -89,6 +89,22 @@ def build_rule(rule_id: str, values: dict[str, Any]) -> Rule:
     return _build(rule_id, Field(None, 0, 0), fields, None)
 
 
+def parse_pairs(text: str, sep: str, example: str) -> list[tuple[str, str]]:
+    """The short form of rates and commitment tiers, as the CLI's --rate/--tier and the Settings page take
+    them: `input_mtok=2.4, output_mtok=9.6` (sep "=") or `10000:0.05; 50000:8%` (sep ":"), in order."""
+    pairs: list[tuple[str, str]] = []
+    for part in text.replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        key, found, value = part.partition(sep)
+        if not found or not key.strip() or not value.strip():
+            raise PricingError(f"{part.strip()!r} should look like {example}.")
+        pairs.append((key.strip(), value.strip()))
+    if not pairs:
+        raise PricingError(f"Give at least one, e.g. {example}.")
+    return pairs
+
+
 def _build(rule_id: str, at: Field, fields: dict[str, Field], path: str | None) -> Rule:
     def fail(field: Field, message: str) -> PricingError:
         if path is None:

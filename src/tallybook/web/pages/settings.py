@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from tallybook.analytics import benchmark as bm
 from tallybook.errors import AccessError, PricingError
 from tallybook.ledger.store import utcnow
-from tallybook.pricing.rulefile import build_rule
+from tallybook.pricing.rulefile import build_rule, parse_pairs
 from tallybook.pricing.rules import dec, load_rules, save_audited
 from tallybook.web import auth
 from tallybook.web.auth import Principal, require_page, verify_csrf
@@ -26,7 +26,7 @@ router = APIRouter(include_in_schema=False)
 admin_page = require_page("admin")
 DONE = ("member_added", "role_changed", "member_removed", "token_revoked", "schedule_changed", "rule_saved",
         "rule_unchanged")
-RULE_KINDS = ("discount", "markup", "negotiated")
+RULE_KINDS = ("discount", "markup", "negotiated", "commitment")
 
 
 def _rule_row(rule: Any) -> dict[str, Any]:
@@ -131,7 +131,8 @@ def save_rule(request: Request, principal: Principal = Depends(admin_page), csrf
               figure: str = Form("", max_length=400), currency: str = Form("USD", max_length=3),
               effective_from: str = Form("", max_length=10), note: str = Form("", max_length=1000)) -> Response:
     """A pricing rule, or a new version of one, as `tallybook pricing set` makes it: a discount or markup
-    ("10%" or "0.10"), or negotiated rates per 1M tokens ("input_mtok=2.4, output_mtok=9.6")."""
+    ("10%" or "0.10"), negotiated rates per 1M tokens ("input_mtok=2.4, output_mtok=9.6"), or commitment
+    tiers, a discount from a monthly spend on ("10000:5%, 50000:8%")."""
     verify_csrf(request, csrf_token)
     values: dict[str, Any] = {"provider": provider.strip() or None, "model": model.strip() or "*",
                               "currency": currency.strip().upper() or "USD", "effective_from": effective_from,
@@ -140,7 +141,10 @@ def save_rule(request: Request, principal: Principal = Depends(admin_page), csrf
         if kind not in RULE_KINDS:
             raise PricingError(f"Choose a kind of rule: {', '.join(RULE_KINDS)}.")
         if kind == "negotiated":
-            values["rates"] = _rates(figure)
+            values["rates"] = dict(parse_pairs(figure, "=", "input_mtok=2.4, output_mtok=9.6"))
+        elif kind == "commitment":
+            values["tiers"] = [{"min_spend": spend, "discount": off}
+                               for spend, off in parse_pairs(figure, ":", "10000:5%, 50000:8%")]
         else:
             values[kind] = figure.strip()
         rule = build_rule(rule_id.strip(), values)
@@ -150,17 +154,6 @@ def save_rule(request: Request, principal: Principal = Depends(admin_page), csrf
         return _page(request, principal, status=400, error=str(exc))
     done = "rule_unchanged" if all(c.action == "unchanged" for c in changes) else "rule_saved"
     return RedirectResponse(f"/settings?done={done}", status_code=303)
-
-
-def _rates(text: str) -> dict[str, str]:
-    rates: dict[str, str] = {}
-    for part in text.replace(";", ",").split(","):
-        key, found, value = part.partition("=")
-        if not found or not key.strip() or not value.strip():
-            raise PricingError(f"Write negotiated rates as name=price per 1M tokens, e.g. input_mtok=2.4, "
-                               f"output_mtok=9.6 (not {part.strip()!r}).")
-        rates[key.strip()] = value.strip()
-    return rates
 
 
 @router.post("/settings/tokens/{token_id}/revoke")
