@@ -1,5 +1,7 @@
-"""The floor of the gateway's path: the same app on the same server with metering, budgets and the
-spool turned off, so `bench/gateway_load.py load` can measure what is left (the Python relay itself).
+"""The gateway with its features off: the same app on the same server with metering, budgets and the
+spool turned off, so `bench/gateway_load.py load` can measure what routing and relaying cost. This is
+not the floor of a Python relay (it still parses, routes and runs ASGI's scope and messages): that is
+`bench/gateway_load.py relay` (py-relay in bench/gateway_bench.py).
 
     TALLYBOOK_DATABASE_URL=... .venv/bin/python bench/gateway_floor.py --port 9402 [--no-meter]
     .venv/bin/python bench/gateway_load.py load --url http://127.0.0.1:9402 --key tb-... --rate 500

@@ -48,7 +48,11 @@ from starlette.routing import Route
 
 from tallybook.fakes.faults import FaultInjector
 
-VOCAB = ["the", "ledger", "counts", "every", "token", "once", "and", "the", "gateway", "meters", "each", "stream", "while", "budgets", "hold", "steady", "across", "replicas", "so", "spend", "stays", "honest", "under", "load", "today"]
+VOCAB = [
+    "the", "ledger", "counts", "every", "token", "once", "and", "the", "gateway", "meters", "each", "stream",
+    "while", "budgets", "hold", "steady", "across", "replicas", "so", "spend", "stays", "honest", "under",
+    "load", "today",
+]
 
 
 @dataclass(frozen=True)

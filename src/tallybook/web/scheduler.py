@@ -51,7 +51,11 @@ def own_schedule(conn: Connection, org_id: int) -> str | None:
 
 
 def schedule_for(conn: Connection, org_id: int, settings: Settings) -> time | None:
-    own = own_schedule(conn, org_id)
+    return effective_schedule(org_id, own_schedule(conn, org_id), settings)
+
+
+def effective_schedule(org_id: int, own: str | None, settings: Settings) -> time | None:
+    """The time of day in force: the organisation's own schedule, else (or when unreadable) the deployment's."""
     try:
         return parse_schedule(own if own is not None else settings.sync_schedule)
     except ValueError:

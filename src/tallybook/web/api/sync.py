@@ -31,7 +31,7 @@ from tallybook.web.api.params import (
     midnight,
 )
 from tallybook.web.api.schemas import Moment, Strict
-from tallybook.web.scheduler import own_schedule, schedule_for, set_schedule
+from tallybook.web.scheduler import effective_schedule, own_schedule, set_schedule
 
 router = APIRouter(route_class=ApiRoute, tags=["sync"])
 
@@ -173,8 +173,9 @@ class ScheduleIn(BaseModel):
 
 def _schedule(request: Request, conn: Connection, org_id: int) -> ScheduleOut:
     settings = request.app.state.settings
-    at = schedule_for(conn, org_id, settings)
-    return ScheduleOut(schedule=own_schedule(conn, org_id), deployment=settings.sync_schedule,
+    own = own_schedule(conn, org_id)
+    at = effective_schedule(org_id, own, settings)
+    return ScheduleOut(schedule=own, deployment=settings.sync_schedule,
                        effective=f"daily@{at:%H:%M}" if at else "off")
 
 

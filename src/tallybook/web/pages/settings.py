@@ -20,7 +20,7 @@ from tallybook.web import auth
 from tallybook.web.auth import Principal, require_page, verify_csrf
 from tallybook.web.auth.users import find_user_id
 from tallybook.web.pages.base import render, translator
-from tallybook.web.scheduler import own_schedule, schedule_for, set_schedule
+from tallybook.web.scheduler import effective_schedule, own_schedule, set_schedule
 
 router = APIRouter(include_in_schema=False)
 admin_page = require_page("admin")
@@ -46,8 +46,8 @@ def _page(request: Request, principal: Principal, *, status: int = 200, error: s
         tokens = auth.list_tokens(conn, principal.org_id)
         rules = [_rule_row(r) for r in load_rules(conn, principal.org_id, current_only=True)]
         opted_in = bm.is_opted_in(conn, principal.org_id)
-        at = schedule_for(conn, principal.org_id, request.app.state.settings)
         own = own_schedule(conn, principal.org_id)
+    at = effective_schedule(principal.org_id, own, request.app.state.settings)
     done = request.query_params.get("done")
     return render(request, principal, "settings.html", status=status, title="settings.title", members=members,
                   tokens=tokens, rules=rules, opted_in=opted_in, roles=auth.ROLES, error=error,
